@@ -1,0 +1,136 @@
+"""Turn any supported image input into a uint8 RGBA array, with clear errors for bad input.
+
+Shared by the tokenizers, the data builders and the codec so every entry point accepts the same things:
+PIL images of any common mode, numpy arrays ``(H, W)``, ``(H, W, 3)``, ``(H, W, 4)`` uint8, torch tensors
+``(C, H, W)`` uint8 or float in [0, 1], and file paths.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+ImageInput = Union[Image.Image, np.ndarray, "torch.Tensor", str, os.PathLike]  # noqa: F821
+
+
+class ImageInputError(ValueError):
+    """An image input that cannot be read or represented (names the file/field and the problem)."""
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image file; corrupt or truncated files raise :class:`ImageInputError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ImageInputError(f"{p}: no such image file")
+    try:
+        with Image.open(p) as im:
+            im.load()  # force a full decode so truncation is caught here, not later
+            return im.copy()
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{p}: not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageInputError(f"{p}: corrupt or truncated image ({e})") from None
+
+
+def pil_to_rgba(im: Image.Image, *, source: str = "image") -> np.ndarray:
+    """Any PIL mode -> ``(H, W, 4)`` uint8. 16-bit greys keep their high byte; palettes keep transparency."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.int64)
+        if mode == "I" and (a.min() < 0 or a.max() > 65535):
+            raise ImageInputError(f"{source}: mode I values outside 0..65535 cannot be mapped to 8 bits")
+        g = (a >> 8).astype(np.uint8) if a.max() > 255 or mode.startswith("I;16") else a.astype(np.uint8)
+        return np.dstack([g, g, g, np.full_like(g, 255)])
+    if mode == "F":
+        raise ImageInputError(f"{source}: float images (mode F) are not supported; convert to 8-bit first")
+    if mode == "P" or mode == "PA":
+        im = im.convert("RGBA")
+    elif mode in ("RGBA", "LA", "La", "RGBa"):
+        im = im.convert("RGBA")
+    elif mode in ("RGB", "L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB").convert("RGBA")
+    else:
+        try:
+            im = im.convert("RGBA")
+        except (ValueError, OSError) as e:
+            raise ImageInputError(f"{source}: unsupported image mode {mode!r} ({e})") from None
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+def array_to_rgba(a: np.ndarray, *, source: str = "array") -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    if a.dtype != np.uint8:
+        raise ImageInputError(f"{source}: numpy images must be uint8, got {a.dtype}")
+    if a.ndim == 2:
+        return np.dstack([a, a, a, np.full_like(a, 255)])
+    if a.ndim == 3 and a.shape[2] == 3:
+        return np.dstack([a, np.full(a.shape[:2], 255, np.uint8)])
+    if a.ndim == 3 and a.shape[2] == 4:
+        return np.ascontiguousarray(a)
+    raise ImageInputError(f"{source}: expected shape (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")
+
+
+def tensor_to_rgba(t: Any, *, source: str = "tensor") -> np.ndarray:
+    import torch
+
+    if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
+        raise ImageInputError(f"{source}: tensors must be (C, H, W) with C in 1, 3, 4; got {tuple(t.shape)}")
+    t = t.detach().cpu()
+    if t.dtype == torch.uint8:
+        a = t.numpy()
+    elif t.is_floating_point():
+        if torch.isnan(t).any() or t.min() < 0 or t.max() > 1:
+            raise ImageInputError(f"{source}: float tensors must hold values in [0, 1]")
+        a = (t * 255).round().to(torch.uint8).numpy()
+    else:
+        raise ImageInputError(f"{source}: tensors must be uint8 or float, got {t.dtype}")
+    a = np.moveaxis(a, 0, -1)
+    return array_to_rgba(a[..., 0] if a.shape[-1] == 1 else a, source=source)
+
+
+def to_rgba(image: ImageInput, *, source: str | None = None) -> np.ndarray:
+    """Any supported input -> ``(H, W, 4)`` uint8 RGBA; raises :class:`ImageInputError` naming the problem."""
+    if isinstance(image, (str, os.PathLike)):
+        src = source or str(image)
+        arr = pil_to_rgba(open_image(image), source=src)
+    elif isinstance(image, Image.Image):
+        src = source or "image"
+        arr = pil_to_rgba(image, source=src)
+    elif isinstance(image, np.ndarray):
+        src = source or "array"
+        arr = array_to_rgba(image, source=src)
+    elif type(image).__module__.startswith("torch"):
+        src = source or "tensor"
+        arr = tensor_to_rgba(image, source=src)
+    else:
+        raise ImageInputError(f"unsupported image input type {type(image).__name__}: use a PIL image, numpy array, torch tensor or path")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageInputError(f"{src}: empty image ({arr.shape[1]}x{arr.shape[0]})")
+    return arr
+
+
+def to_rgb_exact(image: ImageInput, *, source: str | None = None) -> np.ndarray:
+    """For lossless coding: ``(H, W, 3)`` uint8, refusing inputs whose pixels would change (alpha, 16-bit...)."""
+    if isinstance(image, (str, os.PathLike)):
+        src = source or str(image)
+        image = open_image(image)
+    else:
+        src = source or "image"
+    if isinstance(image, Image.Image):
+        if image.mode not in ("RGB", "L", "1"):
+            raise ImageInputError(f"{src}: mode {image.mode!r} cannot be coded losslessly as 8-bit RGB; convert it explicitly (e.g. image.convert('RGB')) first")
+        arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    else:
+        arr = to_rgba(image, source=src)
+        if (arr[..., 3] != 255).any():
+            raise ImageInputError(f"{src}: has transparency, which the lossless RGB codec does not store; composite or drop alpha first")
+        arr = arr[..., :3]
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageInputError(f"{src}: empty image")
+    return np.ascontiguousarray(arr)

@@ -1,0 +1,250 @@
+"""PixelTokenizer: a Hugging Face tokenizer whose text is an image's colours and coordinates.
+
+    >>> import pixeltok
+    >>> tok = pixeltok.PixelTokenizer(palette="named128", layout="grouped")
+    >>> text = tok.image_to_text("sprite.png")          # 'w16 h16\\nc_black 0_0, 1_0, ...'
+    >>> tok.text_to_image(text) == tok.quantize("sprite.png")   # exact inverse (pixel for pixel)
+
+The normal tokenizer API (``tok(text)``, ``decode``, ``batch_decode``, ``pad``, ``save_pretrained``...) works on the
+text form; image methods go straight from pixels to ids with numpy, never through text.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+from transformers import BatchEncoding, PreTrainedTokenizer
+
+from .image_io import ImageInput, ImageInputError, to_rgba
+from .palettes import BUILTIN_PALETTES, Palette, get_palette, train_palette
+from .pixel_codec import BOS, EOS, LAYOUTS, PAD, UNK, PixelVocab, TokenFormatError, tokens_to_text
+
+RESIZE_POLICIES = (None, "nearest", "box", "lanczos")
+_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
+VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
+
+
+def _resolve_palette(palette: str | dict | Palette) -> Palette:
+    if isinstance(palette, Palette):
+        return palette
+    if isinstance(palette, dict):
+        return Palette.from_dict(palette)
+    if isinstance(palette, str):
+        return get_palette(palette)
+    raise TypeError(f"palette must be a name, a Palette or its dict form, got {type(palette).__name__}")
+
+
+class PixelImageMixin:
+    """Image <-> token methods shared by the slow and fast pixel tokenizers.
+
+    Expects ``self._pixel_vocab`` (:class:`PixelVocab`), ``self.layout``, ``self.resize`` and the HF tokenizer API.
+    """
+
+    _pixel_vocab: PixelVocab
+    layout: str
+    resize: str | None
+
+    def _init_pixel_state(self, palette, layout, max_side, resize) -> dict:
+        pal = _resolve_palette(palette)
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+        if resize not in RESIZE_POLICIES:
+            raise ValueError(f"unknown resize policy {resize!r}; choose one of {RESIZE_POLICIES}")
+        self._pixel_vocab = PixelVocab(pal, max_side)
+        self.layout, self.resize = layout, resize
+        # what save_pretrained writes to tokenizer_config.json (built-in palettes by name, learned ones in full)
+        return {"palette": palette if isinstance(palette, str) else pal.to_dict(), "layout": layout,
+                "max_side": int(max_side), "resize": resize}
+
+    @property
+    def palette(self) -> str | dict:
+        """The palette setting as saved in ``tokenizer_config.json``: a built-in name or a learned palette's dict."""
+        pal = self._pixel_vocab.palette
+        return pal.name if pal.name in BUILTIN_PALETTES and _resolve_palette(pal.name) is pal else pal.to_dict()
+
+    @property
+    def color_palette(self) -> Palette:
+        """The :class:`Palette` object (colours, names, quantization)."""
+        return self._pixel_vocab.palette
+
+    @property
+    def max_side(self) -> int:
+        return self._pixel_vocab.max_side
+
+    # -- pixels --------------------------------------------------------------------------------
+    def _rgba(self, image: ImageInput, resize: str | None | bool = False) -> np.ndarray:
+        rgba = to_rgba(image)
+        policy = self.resize if resize is False else resize
+        h, w = rgba.shape[:2]
+        if max(h, w) > self.max_side:
+            if policy is None:
+                src = f"{image}: " if isinstance(image, (str, os.PathLike)) else ""
+                raise ImageInputError(
+                    f"{src}image is {w}x{h}, larger than max_side={self.max_side}; pass resize='nearest'|'box'|'lanczos' "
+                    "or use a tokenizer with a larger max_side")
+            if policy not in _RESAMPLE:
+                raise ValueError(f"unknown resize policy {policy!r}; choose one of {RESIZE_POLICIES}")
+            s = self.max_side / max(h, w)
+            size = (max(1, round(w * s)), max(1, round(h * s)))
+            rgba = np.asarray(Image.fromarray(rgba, "RGBA").resize(size, _RESAMPLE[policy]))
+        return rgba
+
+    def quantize_indices(self, image: ImageInput, resize: str | None | bool = False) -> np.ndarray:
+        """Image -> ``(H, W)`` int16 palette indices (``len(palette)`` marks transparent pixels)."""
+        return self.color_palette.quantize_indices(self._rgba(image, resize))
+
+    def indices_to_image(self, idx: np.ndarray) -> Image.Image:
+        """``(H, W)`` palette indices -> PIL image: RGBA when any pixel is transparent, else RGB."""
+        rgba = self.color_palette.indices_to_rgba(idx)
+        if (np.asarray(idx) == self.color_palette.transparent_index).any():
+            return Image.fromarray(rgba, "RGBA")
+        return Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB")
+
+    def quantize(self, image: ImageInput, resize: str | None | bool = False) -> Image.Image:
+        """The image exactly as decoding its tokens will return it (palette colours, transparency, size)."""
+        return self.indices_to_image(self.quantize_indices(image, resize))
+
+    # -- ids -----------------------------------------------------------------------------------
+    def encode_image(self, image: ImageInput, add_special_tokens: bool = True, resize: str | None | bool = False,
+                     layout: str | None = None) -> list[int]:
+        """Image -> token ids (``<bos>`` ... ``<eos>`` when ``add_special_tokens``); numpy all the way."""
+        ids = self._pixel_vocab.encode(self.quantize_indices(image, resize), layout or self.layout)
+        if add_special_tokens:
+            ids = np.concatenate([[self.bos_token_id], ids, [self.eos_token_id]])
+        return ids.tolist()
+
+    def _strip_special(self, ids) -> np.ndarray:
+        if hasattr(ids, "detach"):
+            ids = ids.detach().cpu().numpy()
+        a = np.asarray(ids, dtype=np.int64).reshape(-1)
+        pad, bos, eos = self.pad_token_id, self.bos_token_id, self.eos_token_id
+        keep = np.flatnonzero(a != pad)
+        a = a[keep[0]:keep[-1] + 1] if len(keep) else a[:0]  # left or right padding
+        if len(a) and a[0] == bos:
+            a = a[1:]
+        if len(a) and a[-1] == eos:
+            a = a[:-1]
+        return a
+
+    def decode_image(self, ids, layout: str | None = None) -> Image.Image:
+        """Token ids (with or without ``<bos>``/``<eos>``/padding) -> the quantized image; strict."""
+        return self.indices_to_image(self.decode_indices(ids, layout))
+
+    def decode_indices(self, ids, layout: str | None = None) -> np.ndarray:
+        a = self._strip_special(ids)
+        if len(a) == 0:
+            raise TokenFormatError("no image tokens to decode (empty sequence)")
+        return self._pixel_vocab.decode(a, layout or self.layout)
+
+    # -- text ----------------------------------------------------------------------------------
+    def image_to_text(self, image: ImageInput, resize: str | None | bool = False, layout: str | None = None) -> str:
+        """Image -> the plain-text token form (no special tokens)."""
+        ids = self._pixel_vocab.encode(self.quantize_indices(image, resize), layout or self.layout)
+        return self._pixel_vocab.ids_to_text(ids)
+
+    def text_to_image(self, text: str, layout: str | None = None) -> Image.Image:
+        """Plain-text token form -> image; raises TokenFormatError on any malformed or unknown token."""
+        if not isinstance(text, str):
+            raise TypeError(f"text_to_image expects a str, got {type(text).__name__}")
+        ids = self._pixel_vocab.text_to_ids(text, strict=True)
+        return self.decode_image(ids, layout)
+
+    # -- batches -------------------------------------------------------------------------------
+    def encode_images(self, images: Sequence[ImageInput], return_tensors: str | None = None,
+                      padding: bool | str = True, max_length: int | None = None, add_special_tokens: bool = True,
+                      pad_to_multiple_of: int | None = None, resize: str | None | bool = False) -> BatchEncoding:
+        """Images -> ``BatchEncoding`` with ``input_ids`` and ``attention_mask`` (padded with ``<pad>``).
+
+        Never truncates: a truncated image is not decodable, so ``max_length`` shorter than an image raises.
+        """
+        ids = [self.encode_image(im, add_special_tokens=add_special_tokens, resize=resize) for im in images]
+        if max_length is not None and any(len(x) > max_length for x in ids):
+            longest = max(len(x) for x in ids)
+            raise ValueError(f"an image needs {longest} tokens, more than max_length={max_length}; truncation would make it undecodable")
+        return self.pad({"input_ids": ids}, padding=padding, max_length=max_length,
+                        pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors, return_attention_mask=True)
+
+    def decode_images(self, batch_ids, layout: str | None = None) -> list[Image.Image]:
+        """Batch of ids (list of lists, array or tensor; padding anywhere at either end) -> images."""
+        if hasattr(batch_ids, "detach"):
+            batch_ids = batch_ids.detach().cpu().numpy()
+        return [self.decode_image(row, layout) for row in batch_ids]
+
+    # -- text decoding that round-trips exactly --------------------------------------------------
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        return tokens_to_text([str(t) for t in tokens])
+
+    @classmethod
+    def train_palette(cls, images: Sequence[ImageInput], n_colors: int, method: str = "kmeans", seed: int = 0,
+                      name: str = "learned", **tokenizer_kwargs):
+        """Fit a palette of ``n_colors`` to the opaque pixels of ``images`` (k-means in CIELAB or median cut) and
+        return a tokenizer using it; the palette is saved with the tokenizer by ``save_pretrained``."""
+        pixels = []
+        for im in images:
+            rgba = to_rgba(im).reshape(-1, 4)
+            pixels.append(rgba[rgba[:, 3] >= 128, :3])
+        if not pixels:
+            raise ValueError("train_palette: no images given")
+        pal = train_palette(np.concatenate(pixels), n_colors, method=method, seed=seed, name=name)
+        return cls(palette=pal, **tokenizer_kwargs)
+
+
+class PixelTokenizer(PixelImageMixin, PreTrainedTokenizer):
+    """Image <-> colour-plus-coordinate tokens, as a ``transformers`` (Python) tokenizer.
+
+    Args:
+        palette: ``"named128"``, ``"nes55"``, a learned :class:`Palette` or its dict form.
+        layout: ``"grouped"`` (one line per colour listing ``x_y`` pixels), ``"raster"`` (one colour token per pixel,
+            rows ended by a newline token) or ``"runs"`` (grouped, horizontal runs as ``x_y+n``).
+        max_side: largest width/height representable (sets the coordinate vocabulary).
+        resize: what to do with larger images: ``None`` (raise), ``"nearest"``, ``"box"`` or ``"lanczos"``.
+    """
+
+    vocab_files_names = VOCAB_FILES_NAMES
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(self, vocab_file: str | None = None, palette: str | dict | Palette = "named128",
+                 layout: str = "grouped", max_side: int = 128, resize: str | None = None, **kwargs: Any):
+        saved = self._init_pixel_state(palette, layout, max_side, resize)
+        if vocab_file is not None:  # a saved vocabulary must match the one the settings rebuild
+            import json
+
+            with open(vocab_file, encoding="utf-8") as f:
+                stored = json.load(f)
+            if stored != self._pixel_vocab.token_to_id:
+                raise ValueError(f"{vocab_file}: vocabulary does not match palette/max_side in tokenizer_config.json")
+        for k in ("pad_token", "unk_token", "bos_token", "eos_token"):
+            kwargs.pop(k, None)
+        kwargs.setdefault("special_tokens_pattern", "bos_eos")
+        super().__init__(pad_token=PAD, unk_token=UNK, bos_token=BOS, eos_token=EOS, **saved, **kwargs)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._pixel_vocab)
+
+    def get_vocab(self) -> dict[str, int]:
+        vocab = dict(self._pixel_vocab.token_to_id)
+        vocab.update(self.added_tokens_encoder)
+        return vocab
+
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        from .pixel_codec import TOKEN_RE
+
+        return TOKEN_RE.findall(text)
+
+    def _convert_token_to_id(self, token: str) -> int:
+        return self._pixel_vocab.token_to_id.get(token, self._pixel_vocab.token_to_id[UNK])
+
+    def _convert_id_to_token(self, index: int) -> str:
+        return self._pixel_vocab.tokens[index] if 0 <= index < len(self._pixel_vocab) else UNK
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
+        import json
+
+        path = os.path.join(save_directory, (filename_prefix + "-" if filename_prefix else "") + VOCAB_FILES_NAMES["vocab_file"])
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self._pixel_vocab.token_to_id, f, ensure_ascii=False, indent=0)
+        return (path,)
