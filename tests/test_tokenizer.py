@@ -337,3 +337,17 @@ def test_random_token_sequences_never_silently_wrong(data, layout):
     header = t.convert_ids_to_tokens(ids[:2])
     assert img.size == (int(header[0][1:]), int(header[1][1:]))
     assert t.decode_image(t.encode_image(img)) == img or same(t.decode_image(t.encode_image(img)), img)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Hub (a real Hub-compatible server on 127.0.0.1, see tests/hub_server.py)
+def test_push_to_hub_and_auto_load(hub_repo_id):
+    t = PixelTokenizer.train_palette([sprite(16, 16, s, n_colors=10, transparent=False) for s in range(3)], 6,
+                                     layout="runs", max_side=40)
+    t.push_to_hub(hub_repo_id, commit_message="learned-palette tokenizer")
+    loaded = AutoTokenizer.from_pretrained(hub_repo_id)
+    assert isinstance(loaded, (PixelTokenizer, PixelTokenizerFast))
+    assert loaded.get_vocab() == t.get_vocab() and loaded.layout == "runs" and loaded.max_side == 40
+    img = sprite(30, 33, 4)
+    assert loaded.encode_image(img) == t.encode_image(img)
+    assert same(loaded.decode_image(t.encode_image(img)), t.quantize(img))
