@@ -2,21 +2,26 @@
 
 Importing the package registers its classes with transformers' Auto classes, so
 ``AutoTokenizer.from_pretrained``, ``AutoConfig`` and ``AutoModelForCausalLM`` resolve them without
-``trust_remote_code``.
+``trust_remote_code``. The heavier sub-packages (``pixeltok.data``, ``pixeltok.compression``,
+``pixeltok.evaluation``) load on first use.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .image_io import ImageInputError, to_rgba  # noqa: E402
-from .tokenization.palettes import Palette, get_palette, list_palettes  # noqa: E402
+from .image_io import ImageInputError, to_rgba  # noqa: E402,F401
+from .tokenization import Palette, PixelTokenizer, PixelTokenizerFast, TokenFormatError, get_palette, list_palettes  # noqa: E402,F401
+from .tokenization.pixelbytes import PixelBytesTokenizer, build_windows, pixelize  # noqa: E402,F401
+from .models.pxby import PxByConfig, PxByForCausalLM, PxByModel  # noqa: E402,F401
 from ._registry import register_all as _register_all  # noqa: E402
 
 _register_all()
 
-from .tokenization import PixelTokenizer, PixelTokenizerFast  # noqa: E402,F401
+_LAZY_SUBMODULES = ("data", "compression", "evaluation", "hub_cards", "tiling", "cli")
 
-try:  # the model family and byte+pixel tokenizer (issue: PxBy)
-    from .models.pxby import PxByConfig, PxByForCausalLM, PxByModel  # noqa: F401
-    from .tokenization.pixelbytes import PixelBytesTokenizer  # noqa: F401
-except ImportError:  # pragma: no cover - while the module is being written
-    pass
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'pixeltok' has no attribute {name!r}")

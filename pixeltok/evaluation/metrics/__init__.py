@@ -1,0 +1,1 @@
+"""`evaluate` modules shipped with pixeltok; load them with ``pixeltok.evaluation.load_metric(name)``."""

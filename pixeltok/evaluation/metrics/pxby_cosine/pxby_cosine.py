@@ -1,0 +1,55 @@
+"""pixeltok `evaluate` module: Mean cosine similarity between generated and reference 3x3 window id vectors (higher is better).
+
+Thin wrapper over ``pixeltok.evaluation.functional.cosine_similarity``. Load offline with
+``pixeltok.evaluation.load_metric("pxby_cosine")`` (== ``evaluate.load(<this folder>)``).
+"""
+
+# evaluate 0.4.6 parses this file's imports line by line: keep one import per line.
+import datasets
+import evaluate
+from pixeltok.evaluation.functional import cosine_similarity
+
+_DESCRIPTION = """Mean cosine similarity between generated and reference 3x3 window id vectors (higher is better)."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: one entry per sample: the generated token ids, flat ``(L,)`` or windows ``(L, 3, 3)``
+        (the paper: the 3x3 windows of 16 generated positions).
+    references: the true ids/windows, same shape per sample.
+Returns:
+    {"cosine": float}
+Examples:
+    >>> from pixeltok.evaluation import load_metric
+    >>> m = load_metric("pxby_cosine")
+"""
+
+_CITATION = """@article{furfaro2024pixelbytes,
+  title={PixelBytes: Catching Unified Embedding for Multimodal Generation},
+  author={Furfaro, Fabien},
+  journal={arXiv preprint arXiv:2409.15512},
+  year={2024}
+}"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class PxByCosine(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=[
+                datasets.Features({
+                    "predictions": datasets.Sequence(datasets.Value("int64")),
+                    "references": datasets.Sequence(datasets.Value("int64")),
+                }),
+                datasets.Features({
+                    "predictions": datasets.Sequence(datasets.Sequence(datasets.Sequence(datasets.Value("int64")))),
+                    "references": datasets.Sequence(datasets.Sequence(datasets.Sequence(datasets.Value("int64")))),
+                }),
+            ],
+            reference_urls=["https://arxiv.org/abs/2409.15512"],
+        )
+
+    def _compute(self, predictions, references):
+        return {"cosine": cosine_similarity(predictions, references)}

@@ -1,0 +1,613 @@
+"""PxBy: the PixelBytes unified text + pixel model (Furfaro 2024, "PixelBytes: Catching Unified Embedding for
+Multimodal Generation"), as a transformers model family.
+
+Every position of a mixed byte + palette sequence is embedded from a 3x3 window of ids (``PxByEmbed``), a causal
+backbone (LSTM, Transformer or Mamba) reads the embeddings, and a linear head predicts the next id at EVERY position.
+
+Window of position ``i`` (only tokens at positions ``<= i``; 0 = ``<pad>`` = nothing)::
+
+    [[above-left, above, above-right],    pixel (colour id) at column c: the row above is the previous pixel row
+     [left,       self,  0          ],    when exactly one row separator lies between the two rows; left = the
+     [0,          0,     0          ]]    pixel at c - 1 (0 for a row's first pixel). Any other token: left = the
+                                          previous token, self; the top row is 0.
+
+Differences from the reference code (on purpose): every position is supervised; ``<pad>`` is its own id with attention
+masks; the Transformer has sinusoidal positions and a causal mask; Mamba layers are transformers' ``MambaBlock``
+(pre-RMSNorm + residual) with a final norm; generation keeps recurrent state / KV cache (``PxByCache``) and builds each
+new token's window incrementally (``WindowState``) instead of re-running the sequence.
+
+This file only needs torch and transformers, so a saved folder loads with ``trust_remote_code=True`` anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.models.mamba.configuration_mamba import MambaConfig
+from transformers.models.mamba.modeling_mamba import MambaBlock, MambaMixer, MambaRMSNorm
+
+from .configuration_pxby import PxByConfig
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Windows: offline (whole sequence, vectorized) and incremental (one token per step, for generation)
+# ---------------------------------------------------------------------------------------------------------------------
+def build_windows(input_ids: torch.LongTensor, first_color_id: int, num_colors: int, row_id: int) -> torch.LongTensor:
+    """``(B, L)`` ids -> ``(B, L, 3, 3)`` causal windows (layout in the module docstring). Vectorized over B and L."""
+    B, L = input_ids.shape
+    ids = input_ids
+    out = ids.new_zeros(B, L, 3, 3)
+    pos = torch.arange(L, device=ids.device).expand(B, L)
+    prev = F.pad(ids, (1, 0))[:, :L]  # previous token (0 before the first)
+    is_pix = (ids >= first_color_id) & (ids < first_color_id + num_colors)
+    starts = is_pix & ~F.pad(is_pix, (1, 0))[:, :L]
+    start_pos = torch.cummax(torch.where(starts, pos, -1), dim=1).values  # start of the current pixel row
+    col = pos - start_pos
+    s = start_pos.clamp(min=0)
+    # the row above = the pixel run that ends just before one row separator in front of this row
+    sep = ids.gather(1, (s - 1).clamp(min=0))
+    prev_is_pix = is_pix.gather(1, (s - 2).clamp(min=0))
+    has_above = is_pix & (start_pos >= 2) & (sep == row_id) & prev_is_pix
+    above_start = start_pos.gather(1, (s - 2).clamp(min=0))
+    above_len = torch.where(has_above, s - 1 - above_start, 0)
+    for j, dc in enumerate((-1, 0, 1)):
+        c = col + dc
+        ok = has_above & (c >= 0) & (c < above_len)
+        out[:, :, 0, j] = torch.where(ok, ids.gather(1, (above_start + c).clamp(0, max(L - 1, 0))), 0)
+    out[:, :, 1, 0] = torch.where(is_pix & (col == 0), 0, prev)
+    out[:, :, 1, 1] = ids
+    return out
+
+
+class _RowState:
+    __slots__ = ("last", "cur", "above", "prev", "sep_ok")
+
+    def __init__(self):
+        self.last, self.cur, self.above, self.prev, self.sep_ok = 0, [], [], [], False
+
+    def copy(self) -> "_RowState":
+        r = _RowState()
+        r.last, r.cur, r.above, r.prev, r.sep_ok = self.last, list(self.cur), self.above, self.prev, self.sep_ok
+        return r
+
+
+class WindowState:
+    """What generation needs to build the next token's window without the past sequence: per batch row, the pixels
+    of the current row, the row above it, the last finished row, and whether exactly one row separator followed it.
+
+    ``step(tokens)`` returns the ``(B, 3, 3)`` windows of the new tokens, equal to ``build_windows`` of the whole
+    sequence at those positions (tested), including a row's first pixel and rows of unequal length. The state is
+    plain Python per row: a generation step touches a handful of ints, far cheaper than tensor ops of size B.
+    """
+
+    def __init__(self, batch_size: int, first_color_id: int, num_colors: int, row_id: int):
+        self.c0, self.c1, self.row_id = first_color_id, first_color_id + num_colors, row_id
+        self.rows = [_RowState() for _ in range(batch_size)]
+
+    @classmethod
+    def from_prefix(cls, input_ids: torch.LongTensor, first_color_id: int, num_colors: int, row_id: int) -> "WindowState":
+        """The state after reading ``(B, L)`` ids (O(L) integer work per row)."""
+        st = cls(input_ids.shape[0], first_color_id, num_colors, row_id)
+        for r, ids in zip(st.rows, input_ids.tolist()):
+            for t in ids:
+                st._advance(r, t)
+        return st
+
+    def _advance(self, r: _RowState, t: int) -> list:
+        if self.c0 <= t < self.c1:  # a pixel: neighbours from the row above and the current row
+            c = len(r.cur)
+            if c == 0:  # a new row: the previous one is "above" only across exactly one row separator
+                r.above = r.prev if r.sep_ok else []
+            a, n = r.above, len(r.above)
+            win = [[a[c - 1] if 1 <= c <= n else 0, a[c] if c < n else 0, a[c + 1] if c + 1 < n else 0],
+                   [r.cur[-1] if c else 0, t, 0], [0, 0, 0]]
+            r.cur.append(t)
+        else:  # text, separators, specials: previous token and itself
+            win = [[0, 0, 0], [r.last, t, 0], [0, 0, 0]]
+            if r.cur:
+                r.prev, r.cur, r.sep_ok = r.cur, [], t == self.row_id
+            else:
+                r.sep_ok = False
+        r.last = t
+        return win
+
+    def step(self, tokens: torch.LongTensor) -> torch.LongTensor:
+        """Append ``(B,)`` new tokens; return their ``(B, 3, 3)`` windows (on the tokens' device)."""
+        wins = [self._advance(r, t) for r, t in zip(self.rows, tokens.tolist())]
+        return torch.tensor(wins, dtype=torch.long, device=tokens.device)
+
+    def index_select(self, idx: torch.LongTensor) -> None:
+        self.rows = [self.rows[i].copy() for i in idx.tolist()]
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Cache: backbone state + window state
+# ---------------------------------------------------------------------------------------------------------------------
+class PxByCache(Cache):
+    """Generation state of a PxBy model: LSTM ``(h, c)`` per layer, or Transformer keys/values per layer, or Mamba conv
+    and SSM states (a transformers ``DynamicCache``), plus the :class:`WindowState` and the number of tokens seen."""
+
+    is_compileable = False
+    is_croppable = False
+
+    def __init__(self):
+        super().__init__(layers=[])
+        self.seen_tokens = 0
+        self.windows: WindowState | None = None
+        self.lstm: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.key_values: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.key_mask: torch.Tensor | None = None  # (B, seen) 1 = real token, for the transformer
+        self.mamba: DynamicCache | None = None
+
+    def __repr__(self):
+        return f"PxByCache(seen_tokens={self.seen_tokens})"
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    @property
+    def is_initialized(self) -> bool:
+        return self.seen_tokens > 0
+
+    def _apply(self, fn_tensor, fn_mamba, fn_windows) -> None:
+        if self.lstm is not None:
+            self.lstm = [(fn_tensor(h, 1), fn_tensor(c, 1)) for h, c in self.lstm]  # (1, B, H)
+        if self.key_values is not None:
+            self.key_values = [(fn_tensor(k, 0), fn_tensor(v, 0)) for k, v in self.key_values]
+        if self.key_mask is not None:
+            self.key_mask = fn_tensor(self.key_mask, 0)
+        if self.mamba is not None:
+            fn_mamba(self.mamba)
+        if self.windows is not None:
+            fn_windows(self.windows)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._apply(lambda t, d: t.index_select(d, beam_idx.to(t.device)), lambda m: m.reorder_cache(beam_idx),
+                    lambda w: w.index_select(beam_idx))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.reorder_cache(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.windows is None:
+            return
+        B = self.windows.batch_size
+        self.reorder_cache(torch.arange(B).repeat_interleave(repeats))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Embedding
+# ---------------------------------------------------------------------------------------------------------------------
+class PxByEmbed(nn.Module):
+    """3x3 window of ids -> ``D`` features (paper's PxByEmbed).
+
+    ``pxby``: ``Embedding(V, E)`` per cell -> ``(B*L, E, 3, 3)``; with ``use_conv``,
+    ``x = sigmoid(alpha) * x + (1 - sigmoid(alpha)) * Conv2d(E, E, k, pad k//2)(x)`` with ``alpha`` of shape
+    ``(1, 1, 3, 3)``; flatten ``9E`` -> ``Linear(9E, D)`` -> ``LayerNorm``. ``center``: ``Embedding(V, D)`` of the
+    window's centre -> ``LayerNorm`` (the baseline).
+    """
+
+    def __init__(self, config: PxByConfig):
+        super().__init__()
+        self.kind = config.embedding_type
+        V, D, E = config.vocab_size, config.hidden_size, config.embed_dim
+        if self.kind == "pxby":
+            self.embed = nn.Embedding(V, E, padding_idx=config.pad_token_id)
+            self.conv = nn.Conv2d(E, E, config.kernel_size, padding=config.kernel_size // 2) if config.use_conv else None
+            self.alpha = nn.Parameter(torch.zeros(1, 1, 3, 3)) if config.use_conv else None
+            self.proj = nn.Linear(9 * E, D)
+        else:
+            self.embed = nn.Embedding(V, D, padding_idx=config.pad_token_id)
+        self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
+
+    def forward(self, windows: torch.LongTensor) -> torch.Tensor:
+        """``(B, L, 3, 3)`` ids -> ``(B, L, D)``."""
+        if self.kind == "center":
+            return self.norm(self.embed(windows[:, :, 1, 1]))
+        B, L = windows.shape[:2]
+        x = self.embed(windows.reshape(B * L, 3, 3)).permute(0, 3, 1, 2)  # (B*L, E, 3, 3)
+        if self.conv is not None:
+            a = torch.sigmoid(self.alpha)
+            x = a * x + (1 - a) * self.conv(x)
+        return self.norm(self.proj(x.reshape(B, L, -1)))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Backbones
+# ---------------------------------------------------------------------------------------------------------------------
+def _padding_layout(mask: torch.Tensor):
+    """``(B, L)`` 0/1 mask -> (left pads, valid length) per row; only one contiguous block of ones per row is allowed."""
+    mask = mask.long()
+    L = mask.shape[1]
+    n_left = (mask.cumsum(1) == 0).sum(1)
+    n_valid = mask.sum(1)
+    pos = torch.arange(L, device=mask.device)
+    expected = (pos >= n_left[:, None]) & (pos < (n_left + n_valid)[:, None])
+    if not torch.equal(expected.long(), mask):
+        raise ValueError("PxBy: attention_mask must be one contiguous block of ones per row (left or right padding)")
+    return n_left, n_valid
+
+
+def _lstm_step(lstm: nn.LSTM, x: torch.Tensor, hc=None):
+    """One step of a 1-layer ``nn.LSTM`` with its own weights: ``x (N, in)``, ``hc = (h, c)`` each ``(N, H)`` or
+    None (zero state) -> ``(h, c)``. Same gate order (i, f, g, o); avoids ``torch.lstm``'s per-call overhead."""
+    gates = F.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)
+    if hc is not None:
+        gates = gates + F.linear(hc[0], lstm.weight_hh_l0)
+    i, f, g, o = gates.chunk(4, -1)
+    c = torch.sigmoid(i) * torch.tanh(g)
+    if hc is not None:
+        c = c + torch.sigmoid(f) * hc[1]
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class PxByLSTM(nn.Module):
+    """Stack of LSTM layers. With ``bidirectional``, each layer concatenates to its forward LSTM a backward LSTM over the
+    already-known context read at the current position: that pass starts at the current token, so at the position it is
+    read it has seen only the current input -> one LSTM step from a zero state (equal, at every position t, to the
+    last output of ``nn.LSTM(bidirectional=True)`` run on ``x[:t+1]``). The future is never seen."""
+
+    def __init__(self, config: PxByConfig):
+        super().__init__()
+        H, D = config.state_size, config.hidden_size
+        self.dirs = 2 if config.bidirectional else 1
+        ins = [D] + [H * self.dirs] * (config.num_hidden_layers - 1)
+        self.fwd = nn.ModuleList(nn.LSTM(i, H, batch_first=True) for i in ins)
+        self.bwd = nn.ModuleList(nn.LSTM(i, H, batch_first=True) for i in ins) if self.dirs == 2 else None
+        self.drop = nn.Dropout(config.dropout)
+        self.output_size = H * self.dirs
+
+    def forward(self, x, state=None, attention_mask=None):
+        B, L, _ = x.shape
+        packed = attention_mask is not None and not bool(attention_mask.all())
+        if packed:
+            n_left, n_valid = _padding_layout(attention_mask)
+            if state is not None and bool((n_left > 0).any()):
+                raise ValueError("PxBy LSTM: left padding is only allowed in the first (prefill) call")
+            # move each row's tokens to the front so packing starts every row from the initial state
+            pos = torch.arange(L, device=x.device)
+            x = x.gather(1, ((pos + n_left[:, None]) % L)[:, :, None].expand_as(x))
+        new_state = []
+        for i, lstm in enumerate(self.fwd):
+            h0 = state[i] if state is not None else None
+            if packed:
+                p = nn.utils.rnn.pack_padded_sequence(x, n_valid.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+                y, hc = lstm(p, h0)
+                y = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=L)[0]
+            elif L == 1:  # a generation step: one cell update
+                h, c = _lstm_step(lstm, x[:, 0], (h0[0][0], h0[1][0]) if h0 is not None else None)
+                y, hc = h[:, None], (h[None], c[None])
+            else:
+                y, hc = lstm(x, h0)
+            if self.bwd is not None:  # backward pass over the known context, read where it starts: one step from zero
+                y = torch.cat([y, _lstm_step(self.bwd[i], x)[0]], -1)
+            new_state.append(hc)
+            x = self.drop(y) if i < len(self.fwd) - 1 else y
+        if packed:
+            x = x.gather(1, ((pos - n_left[:, None]) % L)[:, :, None].expand_as(x))
+        return x, new_state
+
+
+class PxByAttention(nn.Module):
+    def __init__(self, config: PxByConfig):
+        super().__init__()
+        self.n_head, self.D = config.num_attention_heads, config.hidden_size
+        self.qkv = nn.Linear(self.D, 3 * self.D)
+        self.out = nn.Linear(self.D, self.D)
+        self.p = config.dropout
+
+    def forward(self, x, mask, past=None):
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)  # (B, h, L, d) each
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.p if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, L, D)), (k, v)
+
+
+class PxByTransformerBlock(nn.Module):
+    """Pre-LayerNorm block: ``x + attn(ln(x))``, ``x + mlp(ln(x))``."""
+
+    def __init__(self, config: PxByConfig):
+        super().__init__()
+        D = config.hidden_size
+        self.ln_1 = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.attn = PxByAttention(config)
+        self.ln_2 = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.mlp = nn.Sequential(nn.Linear(D, config.intermediate_size), nn.GELU(), nn.Linear(config.intermediate_size, D),
+                                 nn.Dropout(config.dropout))
+
+    def forward(self, x, mask, past=None):
+        a, kv = self.attn(self.ln_1(x), mask, past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
+
+
+def sinusoidal_positions(position_ids: torch.LongTensor, dim: int) -> torch.Tensor:
+    """``(B, L)`` positions -> ``(B, L, dim)`` fixed sin/cos features (no learned table, any length)."""
+    half = (dim + 1) // 2
+    inv_freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=position_ids.device, dtype=torch.float32) / half)
+    ang = position_ids.float()[..., None] * inv_freq
+    return torch.cat([ang.sin(), ang.cos()], -1)[..., :dim]
+
+
+class PxByTransformer(nn.Module):
+    """Causal Transformer: sinusoidal positions (from the attention mask, so left padding is handled), causal +
+    padding mask, keys/values cached for generation."""
+
+    def __init__(self, config: PxByConfig):
+        super().__init__()
+        self.blocks = nn.ModuleList(PxByTransformerBlock(config) for _ in range(config.num_hidden_layers))
+        self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.output_size = config.hidden_size
+
+    def forward(self, x, key_mask, past=None):
+        """x: ``(B, L, D)`` new tokens; key_mask: ``(B, P + L)`` 0/1 over past + new tokens; past: per-layer (k, v)."""
+        B, L, D = x.shape
+        P = key_mask.shape[1] - L
+        positions = (key_mask.long().cumsum(1) - 1).clamp(min=0)[:, P:]
+        x = x + sinusoidal_positions(positions, D).to(x.dtype)
+        q_idx = torch.arange(L, device=x.device)[:, None] + P
+        k_idx = torch.arange(P + L, device=x.device)[None, :]
+        mask = (k_idx <= q_idx)[None, None] & key_mask.bool()[:, None, None, :]
+        mask = mask | (k_idx == q_idx)[None, None]  # a padding query attends itself (no empty rows -> no NaN)
+        new = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, mask, past[i] if past is not None else None)
+            new.append(kv)
+        return self.ln_f(x), new
+
+
+class PxByMamba(nn.Module):
+    """transformers' Mamba: ``MambaBlock`` layers (RMSNorm -> ``MambaMixer`` -> residual) and a final RMSNorm; runs on
+    CPU through the reference PyTorch scan, on GPU through the CUDA kernels when installed."""
+
+    def __init__(self, config: PxByConfig):
+        super().__init__()
+        self.mamba_config = mamba_config(config)
+        self.layers = nn.ModuleList(MambaBlock(self.mamba_config, layer_idx=i) for i in range(config.num_hidden_layers))
+        self.norm_f = MambaRMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.output_size = config.hidden_size
+
+    def forward(self, x, cache=None, attention_mask=None):
+        for layer in self.layers:
+            x = layer(x, cache_params=cache, attention_mask=attention_mask)
+        return self.norm_f(x.to(self.norm_f.weight.dtype))
+
+
+def mamba_config(config: PxByConfig) -> MambaConfig:
+    return MambaConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size, state_size=config.state_size,
+                       num_hidden_layers=config.num_hidden_layers, expand=config.mamba_expand,
+                       conv_kernel=config.mamba_conv_kernel, layer_norm_epsilon=config.layer_norm_eps,
+                       pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id,
+                       eos_token_id=config.eos_token_id, use_bias=False, residual_in_fp32=True,
+                       use_mambapy=config.mamba_use_mambapy)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------------------
+class PxByPreTrainedModel(PreTrainedModel):
+    config_class = PxByConfig
+    config: PxByConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _is_stateful = True  # recurrent state cannot be rolled back (no assisted generation)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, PxByEmbed) and module.alpha is not None:
+            init.zeros_(module.alpha)  # start at an even blend of the raw and the convolved window
+        elif isinstance(module, nn.LSTM):
+            for name, p in module.named_parameters():
+                if name.startswith("bias_ih"):  # forget-gate bias 1: remember by default
+                    H = p.shape[0] // 4
+                    init.constant_(p, 0.0)
+                    p[H:2 * H] = 1.0
+        elif isinstance(module, MambaMixer):  # as in MambaPreTrainedModel (children are initialised before parents)
+            module.init_mamba_weights()
+            init.kaiming_uniform_(module.conv1d.weight, a=math.sqrt(5))
+            if module.conv1d.bias is not None:
+                init.zeros_(module.conv1d.bias)
+            init.kaiming_uniform_(module.out_proj.weight, a=math.sqrt(5))
+
+
+class PxByModel(PxByPreTrainedModel):
+    """Window embedding + backbone; returns ``last_hidden_state`` ``(B, L, output_size)`` and the cache."""
+
+    def __init__(self, config: PxByConfig):
+        super().__init__(config)
+        self.embed = PxByEmbed(config)
+        self.drop = nn.Dropout(config.dropout)
+        if config.backbone == "lstm":
+            self.backbone = PxByLSTM(config)
+        elif config.backbone == "transformer":
+            self.backbone = PxByTransformer(config)
+        else:
+            self.backbone = PxByMamba(config)
+        self.output_size = self.backbone.output_size
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed.embed
+
+    def set_input_embeddings(self, value):
+        self.embed.embed = value
+
+    def windows(self, input_ids: torch.LongTensor) -> torch.LongTensor:
+        """``(B, L)`` ids -> ``(B, L, 3, 3)`` windows with this config's vocabulary layout."""
+        c = self.config
+        return build_windows(input_ids, c.first_color_id, c.num_colors, c.row_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        input_windows: torch.LongTensor | None = None,
+        past_key_values: PxByCache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        r"""
+        input_ids: ``(B, L)`` unified byte + palette ids (for generation with a cache: only the new tokens).
+        attention_mask: ``(B, L)`` or ``(B, past + L)``; 1 = token, 0 = padding (one contiguous block of ones per row).
+        input_windows: ``(B, L, 3, 3)`` precomputed windows (else built from ``input_ids``).
+        past_key_values: a :class:`PxByCache` from a previous call (``use_cache=True`` creates one).
+        """
+        c = self.config
+        if input_ids is None and input_windows is None:
+            raise ValueError("PxByModel: pass input_ids (B, L) or input_windows (B, L, 3, 3)")
+        if input_windows is not None and input_windows.shape[-2:] != (3, 3):
+            raise ValueError(f"PxByModel: input_windows must be (B, L, 3, 3), got {tuple(input_windows.shape)}")
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ValueError(f"PxByModel: input_ids must be (B, L), got {tuple(input_ids.shape)}")
+        use_cache = use_cache if use_cache is not None else (c.use_cache and not self.training)
+        cache = past_key_values
+        if cache is not None and not isinstance(cache, PxByCache):
+            if cache.get_seq_length() > 0:
+                raise TypeError(f"PxByModel: past_key_values must be a PxByCache, got {type(cache).__name__}")
+            cache = None  # an empty generic cache (e.g. made by generate for us): replace it
+        if use_cache and cache is None:
+            cache = PxByCache()
+        B, L = (input_ids if input_ids is not None else input_windows[..., 1, 1]).shape
+        past = cache.seen_tokens if cache is not None else 0
+        ids = input_ids if input_ids is not None else input_windows[..., 1, 1]
+
+        # windows: offline for the prompt, incrementally from the window state afterwards
+        if input_windows is None:
+            if cache is not None and cache.windows is not None:
+                input_windows = torch.stack([cache.windows.step(ids[:, t]) for t in range(L)], 1) if L > 1 \
+                    else cache.windows.step(ids[:, 0])[:, None]
+            else:
+                input_windows = build_windows(ids, c.first_color_id, c.num_colors, c.row_token_id)
+                if cache is not None:
+                    cache.windows = WindowState.from_prefix(ids, c.first_color_id, c.num_colors, c.row_token_id)
+        elif cache is not None:
+            if cache.windows is None:
+                cache.windows = WindowState.from_prefix(ids, c.first_color_id, c.num_colors, c.row_token_id)
+            else:
+                for t in range(L):
+                    cache.windows.step(ids[:, t])
+
+        mask = None
+        if attention_mask is not None:
+            if attention_mask.shape[1] not in (L, past + L):
+                raise ValueError(f"PxByModel: attention_mask length {attention_mask.shape[1]} is neither L={L} nor past+L={past + L}")
+            mask = attention_mask[:, -L:]
+            if not bool(mask.all()):
+                _padding_layout(mask)  # windows and recurrences need each row's tokens to be contiguous
+
+        x = self.drop(self.embed(input_windows))
+        if c.backbone == "lstm":
+            h, state = self.backbone(x, cache.lstm if cache is not None else None, mask)
+            if cache is not None:
+                cache.lstm = state
+        elif c.backbone == "transformer":
+            new_mask = mask if mask is not None else x.new_ones(B, L)
+            key_mask = new_mask if cache is None or cache.key_mask is None else torch.cat([cache.key_mask, new_mask.to(cache.key_mask.dtype)], 1)
+            h, kv = self.backbone(x, key_mask, cache.key_values if cache is not None else None)
+            if cache is not None:
+                cache.key_values, cache.key_mask = kv, key_mask
+        else:
+            if cache is not None and cache.mamba is None:
+                cache.mamba = DynamicCache(config=self.backbone.mamba_config)
+            if mask is not None and cache is not None and past > 0 and not bool(mask.all()):
+                raise ValueError("PxBy Mamba: padding is only allowed in the first (prefill) call")
+            h = self.backbone(x, cache.mamba if cache is not None else None, mask if mask is not None and not bool(mask.all()) else None)
+        if cache is not None:
+            cache.seen_tokens += L
+        return BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache if use_cache else None)
+
+
+class PxByForCausalLM(PxByPreTrainedModel, GenerationMixin):
+    """PxBy with a next-token head; the loss covers every position (labels shifted inside, -100 ignored)."""
+
+    def __init__(self, config: PxByConfig):
+        super().__init__(config)
+        self.model = PxByModel(config)
+        self.lm_head = nn.Linear(self.model.output_size, config.vocab_size)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
+        # our state is not a stack of key/value layers: give generate a PxByCache instead of a DynamicCache
+        if model_kwargs.get("past_key_values") is None and generation_config.use_cache is not False:
+            model_kwargs["past_key_values"] = PxByCache()
+        elif model_kwargs.get("past_key_values") is not None:
+            model_kwargs["past_key_values"]._is_user_defined = True
+
+    def prepare_inputs_for_generation(self, input_ids, next_sequence_length=None, past_key_values=None,
+                                      attention_mask=None, is_first_iteration=False, **kwargs):
+        # lean on purpose: with a cache only the new token goes in; the window state rebuilds its 3x3 neighbourhood
+        if next_sequence_length is not None:
+            input_ids = input_ids[:, -next_sequence_length:]
+        inputs = {"input_ids": input_ids, "past_key_values": past_key_values, "attention_mask": attention_mask}
+        for k, v in kwargs.items():
+            if k not in ("labels", "position_ids", "cache_position", "inputs_embeds") and k not in inputs:
+                inputs[k] = v
+        return inputs
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        input_windows: torch.LongTensor | None = None,
+        past_key_values: PxByCache | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        r"""
+        labels: ``(B, L)`` next-token targets aligned with ``input_ids`` (shifted inside; -100 = ignored), e.g.
+            ``input_ids`` with padding set to -100.
+        logits_to_keep: compute logits only for the last ``n`` positions (0 = all).
+        """
+        kwargs.pop("position_ids", None)
+        kwargs.pop("cache_position", None)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, input_windows=input_windows,
+                         past_key_values=past_key_values, use_cache=use_cache)
+        h = out.last_hidden_state
+        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
+            h = h[:, -logits_to_keep:]
+        elif isinstance(logits_to_keep, torch.Tensor):
+            h = h[:, logits_to_keep]
+        logits = self.lm_head(h).float()
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+
+
+# -- registration: at import of the package module only (a copy loaded through trust_remote_code leaves the mapping
+# alone), idempotent via exist_ok --------------------------------------------------------------------------------------
+PxByConfig.register_for_auto_class()
+PxByModel.register_for_auto_class("AutoModel")
+PxByForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+if __name__.startswith("pixeltok."):
+    AutoModel.register(PxByConfig, PxByModel, exist_ok=True)
+    AutoModelForCausalLM.register(PxByConfig, PxByForCausalLM, exist_ok=True)
