@@ -5,8 +5,9 @@ Thin wrapper over ``pixeltok.evaluation.functional.bits_per_token``. Load offlin
 """
 
 # evaluate 0.4.6 parses this file's imports line by line: keep one import per line.
-import datasets
 import evaluate
+from pixeltok.evaluation.metric_info import LOGIT_FEATURES
+from pixeltok.evaluation.metric_info import pxby_metric_info
 import numpy as np
 from pixeltok.evaluation.functional import bits_per_token
 
@@ -24,29 +25,10 @@ Examples:
     >>> m = load_metric("pxby_bits_per_token")
 """
 
-_CITATION = """@article{furfaro2024pixelbytes,
-  title={PixelBytes: Catching Unified Embedding for Multimodal Generation},
-  author={Furfaro, Fabien},
-  journal={arXiv preprint arXiv:2409.15512},
-  year={2024}
-}"""
-
-
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class PxByBitsPerToken(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=[
-                datasets.Features({
-                    "predictions": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
-                    "references": datasets.Sequence(datasets.Value("int64")),
-                }),
-            ],
-            reference_urls=["https://arxiv.org/abs/2409.15512"],
-        )
+        return pxby_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, LOGIT_FEATURES)
 
     def _compute(self, predictions, references, ignore_index=-100):
         return {"bits_per_token": _flat_bits(predictions, references, ignore_index)}

@@ -5,8 +5,9 @@ Thin wrapper over ``pixeltok.evaluation.functional.bleu``. Load offline with
 """
 
 # evaluate 0.4.6 parses this file's imports line by line: keep one import per line.
-import datasets
 import evaluate
+from pixeltok.evaluation.metric_info import WINDOW_FEATURES
+from pixeltok.evaluation.metric_info import pxby_metric_info
 from pixeltok.evaluation.functional import bleu
 
 _DESCRIPTION = """Mean sentence BLEU (sacrebleu, 4-grams, no smoothing) of generated vs reference 3x3 window ids, in [0, 1]."""
@@ -25,33 +26,10 @@ Examples:
     >>> m = load_metric("pxby_bleu")
 """
 
-_CITATION = """@article{furfaro2024pixelbytes,
-  title={PixelBytes: Catching Unified Embedding for Multimodal Generation},
-  author={Furfaro, Fabien},
-  journal={arXiv preprint arXiv:2409.15512},
-  year={2024}
-}"""
-
-
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class PxByBleu(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=[
-                datasets.Features({
-                    "predictions": datasets.Sequence(datasets.Value("int64")),
-                    "references": datasets.Sequence(datasets.Value("int64")),
-                }),
-                datasets.Features({
-                    "predictions": datasets.Sequence(datasets.Sequence(datasets.Sequence(datasets.Value("int64")))),
-                    "references": datasets.Sequence(datasets.Sequence(datasets.Sequence(datasets.Value("int64")))),
-                }),
-            ],
-            reference_urls=["https://arxiv.org/abs/2409.15512"],
-        )
+        return pxby_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, WINDOW_FEATURES)
 
     def _compute(self, predictions, references, max_ngram_order=4, smooth_method="none"):
         return {"bleu": bleu(predictions, references, max_ngram_order=max_ngram_order, smooth_method=smooth_method)}
