@@ -21,7 +21,13 @@ _register_all()
 _LAZY_SUBMODULES = ("data", "compression", "evaluation", "hub_cards", "tiling", "cli")
 
 
+_LAZY_ATTRS = {"compress": "compression", "decompress": "compression", "load_codec_model": "compression",
+               "load_pokemon": "data", "load_cifar_tiles": "data", "load_metric": "evaluation"}
+
+
 def __getattr__(name):
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_ATTRS:
+        return getattr(importlib.import_module(f".{_LAZY_ATTRS[name]}", __name__), name)
     raise AttributeError(f"module 'pixeltok' has no attribute {name!r}")

@@ -76,13 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="also list colour tokens")
     p.set_defaults(func=cmd_palettes)
 
-    try:
-        from .compression import cli as codec_cli
-    except ImportError as e:  # pragma: no cover - only while the codec's dependencies are missing
-        codec_cli = None
-        _codec_error = e
-    if codec_cli is not None:
-        codec_cli.register(sub)
+    from .compression import cli as codec_cli
+
+    codec_cli.register(sub)  # compress, decompress, demo
     return parser
 
 

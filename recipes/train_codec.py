@@ -1,0 +1,263 @@
+"""Train the pixeltok lossless-codec model on 32x32 tiles of real photographs (Accelerate recipe).
+
+    accelerate launch --cpu --num_processes 1 recipes/train_codec.py --config recipes/configs/codec_default.yaml \
+        --wallpaper_dir /tmp/wall/x/usr/share/wallpapers --output_dir runs/codec_default [--resume_from_checkpoint DIR]
+        [--push_to_hub --hub_model_id org/name [--private] [--revision main]]
+
+Data: Debian's ``plasma-workspace-wallpapers`` photos (``apt-get download`` + ``dpkg -x``, no install) and
+scikit-image's bundled photos, box-downscaled by each factor in ``data.scales`` then cut into full 32x32 tiles with
+``pixeltok.tiling.cut_tiles``. Photos listed under ``heldout_*`` are never trained on; ``eval_results.json`` reports
+bits per sub-pixel on tiles of them (the ideal code length -sum log2 p; the real coded size is measured by
+``benchmarks/bench_codec.py``). Output: ``save_pretrained`` checkpoints (safetensors), ``eval_results.json``, a
+filled ``README.md`` model card, and ``checkpoint-*/`` Accelerate states for ``--resume_from_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from pixeltok.compression.model import PixelContextCodecConfig, PixelContextCodecModel  # noqa: E402
+from pixeltok.tiling import cut_tiles  # noqa: E402
+
+
+# ---- data -------------------------------------------------------------------------------------------------------
+def box_downscale(img: np.ndarray, s: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> ``(H//s, W//s, 3)`` mean of each s x s block, rounded half up."""
+    if s == 1:
+        return img
+    h, w = (img.shape[0] // s) * s, (img.shape[1] // s) * s
+    blocks = img[:h, :w].reshape(h // s, s, w // s, s, 3).astype(np.float64)
+    return np.floor(blocks.mean(axis=(1, 3)) + 0.5).astype(np.uint8)
+
+
+def wallpaper_path(wallpaper_dir: str, name: str) -> str:
+    """Largest real (non-symlink) image of one wallpaper package."""
+    files = [f for f in glob.glob(os.path.join(wallpaper_dir, name, "contents", "images", "*")) if not os.path.islink(f)]
+    if not files:
+        raise FileNotFoundError(
+            f"wallpaper {name!r} not found under {wallpaper_dir!r}; get it with `apt-get download "
+            "plasma-workspace-wallpapers && dpkg -x plasma-workspace-wallpapers_*.deb DIR` and pass "
+            "--wallpaper_dir DIR/usr/share/wallpapers")
+    return max(files, key=os.path.getsize)
+
+
+def load_photos(wallpapers: list[str], skimage_names: list[str], wallpaper_dir: str | None) -> dict[str, np.ndarray]:
+    """Name -> ``(H, W, 3)`` uint8 RGB photo."""
+    from PIL import Image
+    import skimage.data
+
+    photos = {}
+    for n in wallpapers:
+        if wallpaper_dir is None:
+            raise ValueError(f"data lists wallpaper {n!r} but --wallpaper_dir was not given")
+        with Image.open(wallpaper_path(wallpaper_dir, n)) as im:
+            photos[f"wallpaper:{n}"] = np.asarray(im.convert("RGB"))
+    for n in skimage_names:
+        photos[f"skimage:{n}"] = np.asarray(getattr(skimage.data, n)())[..., :3]
+    return photos
+
+
+def photo_tiles(photos: dict[str, np.ndarray], scales: list[int], size: int, cap: int, seed: int) -> np.ndarray:
+    """All full ``size`` tiles of every photo at every scale (at most ``cap`` per photo and scale) -> ``(N, size, size, 3)``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in sorted(photos):
+        for s in scales:
+            tiles, _ = cut_tiles(box_downscale(photos[name], s), size=size, border="drop")
+            if not tiles:
+                continue
+            idx = rng.permutation(len(tiles))[:cap]
+            out.append(np.stack([tiles[i] for i in idx]))
+    return np.concatenate(out) if out else np.zeros((0, size, size, 3), np.uint8)
+
+
+# ---- card ---------------------------------------------------------------------------------------------------------
+CARD = """---
+library_name: transformers
+tags: [pixeltok, lossless-image-compression, arithmetic-coding]
+---
+# pixeltok lossless codec model ({name})
+
+Causal-neighbourhood pixel model (`PixelContextCodecModel`, {n_params:,} parameters) that predicts each 8-bit
+sub-pixel of a 32x32 tile as a mixture of {K} discretized logistics, used by `pixeltok.compression` with a
+range coder (constriction) to compress images losslessly (`.ptk` files).
+
+- Training data: 32x32 tiles of real photographs, box-downscaled by {scales} first: wallpapers {train_w}
+  (Debian `plasma-workspace-wallpapers`) and scikit-image photos {train_s}; {n_train:,} training tiles.
+- Held out (never trained on): wallpapers {held_w}; scikit-image {held_s}.
+- Training: {steps} steps x {batch} tiles (x{accum} accumulation, {procs} process(es)), AdamW lr {lr}, cosine,
+  seed {seed}, {minutes:.1f} min on {hardware}.
+- Held-out ideal code length: **{bpsp:.4f} bits per sub-pixel** on {n_eval} held-out tiles (-sum log2 p; real
+  coded sizes, with PNG / WebP / JPEG-XL on the same tiles: `benchmarks/bench_codec.py`).
+
+Reproduce: `accelerate launch --cpu --num_processes 1 recipes/train_codec.py --config {config}`
+`--wallpaper_dir DIR --output_dir OUT`.
+"""
+
+
+def write_card(out_dir: str, info: dict) -> None:
+    with open(os.path.join(out_dir, "README.md"), "w") as f:
+        f.write(CARD.format(**info))
+
+
+# ---- training -------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model, loader, accelerator) -> float:
+    """Mean bits per sub-pixel over the eval tiles (every process's share gathered)."""
+    model.eval()
+    per_tile = []
+    for (batch,) in loader:
+        # per-tile losses, so gather_for_metrics can drop the tiles duplicated to even out the last batch
+        losses = accelerator.unwrap_model(model)(batch.long(), reduction="none").loss
+        per_tile.append(accelerator.gather_for_metrics(losses))
+    model.train()
+    return torch.cat(per_tile).mean().item()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--wallpaper_dir", default=os.environ.get("PIXELTOK_WALLPAPERS"))
+    p.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint-*/ folder written by this script")
+    p.add_argument("--max_steps", type=int, default=None, help="override train.max_steps")
+    p.add_argument("--push_to_hub", action="store_true")
+    p.add_argument("--hub_model_id", default=None)
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", default=None)
+    args = p.parse_args(argv)
+    with open(args.config) as f:
+        cfg = yaml.safe_load(f)
+    tc, dc = cfg["train"], cfg["data"]
+    if args.max_steps is not None:
+        tc["max_steps"] = args.max_steps
+    if args.push_to_hub and not args.hub_model_id:
+        p.error("--push_to_hub needs --hub_model_id")
+
+    torch.set_num_threads(int(tc.get("num_threads", 2)))
+    accelerator = Accelerator(gradient_accumulation_steps=tc["gradient_accumulation_steps"],
+                              mixed_precision=tc["mixed_precision"], cpu=not torch.cuda.is_available())
+    set_seed(tc["seed"])
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    with accelerator.main_process_first():
+        train_photos = load_photos(dc["train_wallpapers"], dc["train_skimage"], args.wallpaper_dir)
+        held_photos = load_photos(dc["heldout_wallpapers"], dc["heldout_skimage"], args.wallpaper_dir)
+        train = photo_tiles(train_photos, dc["scales"], dc["tile_size"], dc["max_tiles_per_image"], tc["seed"])
+        held = photo_tiles(held_photos, dc["scales"], dc["tile_size"], dc["max_tiles_per_image"], tc["seed"] + 1)
+        held = held[np.random.default_rng(tc["seed"] + 2).permutation(len(held))[: dc["eval_tiles"]]]
+    accelerator.print(f"train tiles {len(train):,} from {len(train_photos)} photos; eval tiles {len(held)}")
+
+    model = PixelContextCodecModel(PixelContextCodecConfig(**cfg["model"]))
+    opt = torch.optim.AdamW(model.parameters(), lr=tc["learning_rate"], weight_decay=tc["weight_decay"])
+    warm, total = tc["warmup_steps"], tc["max_steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    g = torch.Generator().manual_seed(tc["seed"])
+    train_dl = DataLoader(TensorDataset(torch.from_numpy(train)), batch_size=tc["batch_size"], shuffle=True,
+                          drop_last=True, generator=g)
+    eval_dl = DataLoader(TensorDataset(torch.from_numpy(held)), batch_size=64)
+    model, opt, train_dl, eval_dl, sched = accelerator.prepare(model, opt, train_dl, eval_dl, sched)
+
+    step, epoch, skip = 0, 0, 0
+    if args.resume_from_checkpoint:
+        accelerator.load_state(args.resume_from_checkpoint)
+        with open(os.path.join(args.resume_from_checkpoint, "trainer_state.json")) as f:
+            st = json.load(f)
+        step, epoch = st["step"], st["epoch"]
+        skip = step * tc["gradient_accumulation_steps"] - st["batches_before_epoch"]
+        accelerator.print(f"resumed at step {step} (epoch {epoch}, skipping {skip} batches)")
+
+    def save(tag: str, bpsp: float | None = None):
+        accelerator.wait_for_everyone()
+        d = os.path.join(args.output_dir, tag)
+        accelerator.save_state(d)
+        if accelerator.is_main_process:
+            with open(os.path.join(d, "trainer_state.json"), "w") as f:
+                json.dump({"step": step, "epoch": epoch, "batches_before_epoch": batches_before_epoch}, f)
+            accelerator.unwrap_model(model).save_pretrained(args.output_dir)  # latest weights at the top level
+
+    t0, elapsed_before = time.time(), 0.0
+    batches_before_epoch = step * tc["gradient_accumulation_steps"] - skip
+    bar = tqdm(total=total, initial=step, disable=not accelerator.is_local_main_process, desc="train")
+    ema, done = None, step >= total
+    model.train()
+    while not done:
+        train_dl.set_epoch(epoch) if hasattr(train_dl, "set_epoch") else None
+        loader = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
+        skip = 0
+        for (batch,) in loader:
+            with accelerator.accumulate(model):
+                loss = model(batch.long()).loss
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            bar.update(1)
+            bar.set_postfix(bpsp=f"{ema:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+            minutes = (time.time() - t0) / 60
+            if step % tc["eval_every"] == 0:
+                accelerator.print(f"step {step} train_bpsp_ema {ema:.4f} eval_bpsp {evaluate(model, eval_dl, accelerator):.4f} "
+                                  f"minutes {minutes:.1f}", flush=True)
+            if step % tc["save_every"] == 0:
+                save(f"checkpoint-{step}")
+            if step >= total or minutes >= tc["max_train_minutes"]:
+                done = True
+                break
+        else:
+            epoch += 1
+            batches_before_epoch = step * tc["gradient_accumulation_steps"]
+    bar.close()
+    minutes = (time.time() - t0) / 60
+    save(f"checkpoint-{step}")
+
+    bpsp = evaluate(model, eval_dl, accelerator)
+    if accelerator.is_main_process:
+        results = {"eval_bits_per_subpixel": bpsp, "eval_tiles": int(len(held)), "steps": step,
+                   "train_minutes": minutes, "train_tiles": int(len(train)),
+                   "num_processes": accelerator.num_processes, "config": cfg}
+        with open(os.path.join(args.output_dir, "eval_results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        unwrapped = accelerator.unwrap_model(model)
+        hardware = (torch.cuda.get_device_name() if torch.cuda.is_available()
+                    else f"CPU ({torch.get_num_threads()} threads)")
+        write_card(args.output_dir, dict(
+            name=os.path.basename(os.path.normpath(args.output_dir)), n_params=sum(t.numel() for t in unwrapped.parameters()),
+            K=unwrapped.config.num_mixtures, scales=dc["scales"], train_w=dc["train_wallpapers"], train_s=dc["train_skimage"],
+            n_train=len(train), held_w=dc["heldout_wallpapers"], held_s=dc["heldout_skimage"], steps=step,
+            batch=tc["batch_size"], accum=tc["gradient_accumulation_steps"], procs=accelerator.num_processes,
+            lr=tc["learning_rate"], seed=tc["seed"], minutes=minutes, hardware=hardware, bpsp=bpsp, n_eval=len(held),
+            config=args.config))
+        accelerator.print(json.dumps({k: v for k, v in results.items() if k != "config"}))
+        if args.push_to_hub:
+            from huggingface_hub import ModelCard
+
+            unwrapped.push_to_hub(args.hub_model_id, private=args.private, revision=args.revision,
+                                  commit_message=f"codec model, {step} steps, {bpsp:.4f} bpsp held-out")
+            ModelCard.load(os.path.join(args.output_dir, "README.md")).push_to_hub(
+                args.hub_model_id, revision=args.revision, commit_message="model card")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()
