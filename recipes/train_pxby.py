@@ -28,13 +28,11 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import (DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration,
-                               gather_object, set_seed)
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
 from accelerate.utils.environment import parse_flag_from_env
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -73,7 +71,6 @@ DEFAULTS = {
         "early_stopping_patience": 5, "early_stopping_min_delta": 0.0, "load_best_model_at_end": True,
         "mixed_precision": "auto",  # "auto" = bf16 on a bf16-capable GPU, else "no"
         "num_workers": 0,
-        "ddp_find_unused_parameters": "auto",  # auto: on only if a probe step finds parameters the loss never reaches
         "torch_compile": False,    # via Accelerate's dynamo_backend; measured gain: recipes/README.md (Speed)
         "log_with": None,
     },
@@ -183,15 +180,6 @@ def evaluate_tokens(model, dataloader, accelerator) -> dict:
     return reduce_token_stats(s[:, 0], s[:, 1], s[:, 2])
 
 
-def unused_parameters(model, batch) -> list[str]:
-    """Names of trainable parameters that get no gradient from one forward/backward on ``batch`` (DDP needs to know)."""
-    model.train()
-    model(**batch).loss.backward()
-    names = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    model.zero_grad(set_to_none=True)
-    return names
-
-
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
     found = [(int(m.group(1)), p) for p in (output_dir / "checkpoints").glob("step_*")
              if (m := re.fullmatch(r"step_(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
@@ -206,7 +194,7 @@ def main(argv=None):
     if args.hub_dataset_id and not dc["license"]:
         raise ValueError("--hub_dataset_id: set data.license (the training data's licence) before publishing it")
 
-    # ---- tokenizer + model (before the Accelerator: DDP must know whether some parameters never get gradients) ----
+    # ---- tokenizer + model ---------------------------------------------------------------------------------------
     set_seed(tc["seed"])
     tokenizer = PixelBytesTokenizer(long_side=dc["long_side"], transparency=dc["transparency"], crop=dc["crop"])
     config = PxByConfig(
@@ -217,11 +205,6 @@ def main(argv=None):
     model = PxByForCausalLM(config)
     n_params = sum(p.numel() for p in model.parameters())
     collate = make_collator(tokenizer.pad_token_id)
-    find_unused, unused = tc["ddp_find_unused_parameters"], []
-    if find_unused == "auto":  # one forward/backward on a small synthetic sprite + caption
-        probe = tokenizer.encode_sample(np.arange(12, dtype=np.int16).reshape(3, 4), "a probe")
-        unused = unused_parameters(model, collate([{"input_ids": probe}]))
-        find_unused = bool(unused)
 
     # CPU ranks need cpu=True in the script: the MULTI_GPU launcher (cpu2.yaml) does not forward use_cpu, and without
     # it each CPU process would train alone (world size 1). No CUDA -> CPU; --cpu forces it on a GPU machine.
@@ -229,19 +212,19 @@ def main(argv=None):
     mp = tc["mixed_precision"]
     if mp == "auto":
         mp = "bf16" if (not cpu and torch.cuda.is_bf16_supported()) else "no"
+    # DDP runs with its default find_unused_parameters=False: every PxBy parameter reaches the loss (tested in
+    # tests/test_pxby.py::test_every_parameter_gets_a_gradient), so no extra graph traversal per step.
     accelerator = Accelerator(
         cpu=cpu, mixed_precision=mp, gradient_accumulation_steps=tc["gradient_accumulation_steps"],
         log_with=tc["log_with"], project_config=ProjectConfiguration(project_dir=str(output_dir)),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         # torch.compile through Accelerate (prepare compiles); None keeps the launch config's dynamo setting
         dynamo_backend="inductor" if tc["torch_compile"] else None,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=bool(find_unused))],
     )
     world = accelerator.num_processes
     # the real world size, from every rank (the test reads these lines)
     print(f"[pixeltok] rank={accelerator.process_index} world_size={world} device={accelerator.device} "
           f"distributed_type={accelerator.distributed_type}", flush=True)
-    set_seed(tc["seed"])  # again: the probe may have drawn dropout masks
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         with open(output_dir / "training_config.yaml", "w", encoding="utf-8") as f:
@@ -263,9 +246,6 @@ def main(argv=None):
     splits = {k: len(v) for k, v in data.items()}
     logger.info(f"data {dc['source']}: {splits}", main_process_only=True)
     logger.info(f"PxBy {config.backbone}: {n_params:,} parameters", main_process_only=True)
-    if unused:
-        logger.warning(f"parameters the loss never reaches (a model defect; DDP falls back to the slower "
-                       f"find_unused_parameters=True): {unused}", main_process_only=True)
 
     dl_kw = {"collate_fn": collate, "num_workers": tc["num_workers"], "pin_memory": accelerator.device.type == "cuda"}
     train_dl = DataLoader(data["train"], batch_size=tc["per_device_batch_size"], shuffle=True, drop_last=False, **dl_kw)

@@ -107,17 +107,38 @@ def test_no_future_token_changes_a_past_logit(name, tok):
 
 
 def test_bidirectional_lstm_is_a_backward_pass_over_the_known_context():
-    """One bi-LSTM layer: output at t == last output of nn.LSTM(bidirectional=True) run on x[:t+1]."""
+    """One bi-LSTM layer: output at t == last output of nn.LSTM(bidirectional=True) run on x[:t+1], whatever the
+    reverse direction's recurrent weights (they multiply a zero state, so the model does not hold them)."""
     m = model("bilstm", num_hidden_layers=1).model.backbone
     ref = nn.LSTM(18, 8, batch_first=True, bidirectional=True)
+    H = 8
     with torch.no_grad():
         for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
             getattr(ref, n).copy_(getattr(m.fwd[0], n))
-            getattr(ref, n + "_reverse").copy_(getattr(m.bwd[0], n))
+        i, g, o = m.bwd[0].weight.chunk(3)  # the cell's rows are (i, g, o); nn.LSTM's are (i, f, g, o)
+        ref.weight_ih_l0_reverse.copy_(torch.cat([i, torch.randn(H, 18), g, o]))
+        bi, bg, bo = m.bwd[0].bias.chunk(3)
+        ref.bias_ih_l0_reverse.copy_(torch.cat([bi, torch.randn(H), bg, bo]))
+        ref.bias_hh_l0_reverse.zero_()  # weight_hh_l0_reverse keeps its random values: it must not matter
         x = torch.randn(2, 9, 18)
         ours = m(x)[0]
         for t in range(9):
             assert torch.allclose(ours[:, t], ref(x[:, : t + 1])[0][:, -1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_every_parameter_gets_a_gradient(name, tok):
+    """DDP (without find_unused_parameters) needs every parameter to be reached by the loss, with a padded batch."""
+    m = model(name).train()
+    a, b = sample_ids(tok, seed=1)[1], sample_ids(tok, seed=2, h=3, w=4, caption="dog")[1]
+    L = len(a)
+    ids = torch.tensor([a, b + [0] * (L - len(b))])
+    mask = (ids != 0).long()
+    m(ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss.backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None]
+    assert not missing, missing
+    dead = [n for n, p in m.named_parameters() if not p.grad.any() and "embed.weight" not in n]
+    assert not dead, dead  # zero everywhere: a parameter that cannot influence the loss
 
 
 # --- generation --------------------------------------------------------------------------------------------------------
@@ -153,6 +174,25 @@ def test_left_padded_batch_generates_like_single_prompts(name):
     assert torch.equal(out[1, 12:], m.generate(b, max_new_tokens=8, do_sample=False)[0, 7:])
     with pytest.raises(ValueError, match="contiguous"):
         m(batch, attention_mask=torch.tensor([[1] * 12, [1, 0] * 6]))
+
+
+@pytest.mark.parametrize("name", ["lstm", "bilstm", "transformer", "mamba"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padded_batch_logits_equal_single_rows(name, side):
+    """A padded batch gives each row's own logits at its real tokens, with and without a cache (the LSTM packs
+    rows only when it must return a state)."""
+    m = model(name)
+    g = torch.Generator().manual_seed(1)
+    rows = [torch.randint(3, 157, (n,), generator=g) for n in (12, 7, 9)]
+    ids, mask = torch.zeros(3, 12, dtype=torch.long), torch.zeros(3, 12, dtype=torch.long)
+    for i, r in enumerate(rows):
+        sl = slice(12 - len(r), 12) if side == "left" else slice(0, len(r))
+        ids[i, sl], mask[i, sl] = r, 1
+    with torch.no_grad():
+        for use_cache in (False, True):
+            logits = m(ids, attention_mask=mask, use_cache=use_cache).logits
+            for i, r in enumerate(rows):
+                assert torch.allclose(logits[i][mask[i].bool()], m(r[None]).logits[0], atol=1e-5), (i, use_cache)
 
 
 def test_generation_windows_equal_windows_of_the_finished_sequence(tok):

@@ -17,9 +17,10 @@ class PxByConfig(PretrainedConfig):
         use_conv: mix the 3x3 cells with ``Conv2d(E, E, kernel_size)`` (blend ``sigmoid(alpha)``), ``False`` = no mixing.
         kernel_size: the window mixing convolution's kernel (odd, 1 or 3; the window itself is always 3x3).
         backbone: ``"lstm"``, ``"transformer"`` or ``"mamba"``.
-        bidirectional: LSTM only. Each layer adds a backward LSTM over the already-known context read at the current
-            position (what ``nn.LSTM(bidirectional=True)`` returns at the last position of the prefix it is run on):
-            it has seen only the current input, so it is one LSTM step from a zero state. Causal and cacheable.
+        bidirectional: LSTM only. Each layer adds the backward half of ``nn.LSTM(bidirectional=True)`` as the
+            reference reads it: run over the known context ``x[:t+1]``, output taken at the last position ``t``, where
+            the backward pass has seen only ``x[t]`` -> one LSTM step from a zero state (no recurrent weights, no
+            forget gate: they multiply zeros). Causal, cacheable, every parameter trained.
         num_hidden_layers: backbone layers.
         state_size: LSTM hidden size per direction; Mamba SSM state size ``N``. Unused by the transformer.
         intermediate_size: transformer feed-forward width. Unused otherwise.

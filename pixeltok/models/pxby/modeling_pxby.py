@@ -135,8 +135,10 @@ class WindowState:
 # Cache: backbone state + window state
 # ---------------------------------------------------------------------------------------------------------------------
 class PxByCache(Cache):
-    """Generation state of a PxBy model: LSTM ``(h, c)`` per layer, or Transformer keys/values per layer, or Mamba conv
-    and SSM states (a transformers ``DynamicCache``), plus the :class:`WindowState` and the number of tokens seen."""
+    """Generation state of a PxBy model: LSTM ``(h, c)`` per layer (each ``(B, H)``), or Transformer keys/values per
+    layer (a preallocated ``(2, B, heads, capacity, head_dim)`` buffer, grown by doubling, so a step writes one slot
+    instead of copying the whole past), or Mamba conv and SSM states (a transformers ``DynamicCache``), plus the
+    :class:`WindowState` and the number of tokens seen."""
 
     is_compileable = False
     is_croppable = False
@@ -146,9 +148,10 @@ class PxByCache(Cache):
         self.seen_tokens = 0
         self.windows: WindowState | None = None
         self.lstm: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.key_values: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.key_mask: torch.Tensor | None = None  # (B, seen) 1 = real token, for the transformer
+        self.key_values: list[list[torch.Tensor]] | None = None  # per layer [keys+values buffer]
+        self.key_mask: torch.Tensor | None = None  # (B, seen) 1 = real token; None while no padding was seen
         self.mamba: DynamicCache | None = None
+        self.embed_folded: tuple[torch.Tensor, torch.Tensor] | None = None  # PxByEmbed.folded(), for decode steps
 
     def __repr__(self):
         return f"PxByCache(seen_tokens={self.seen_tokens})"
@@ -162,9 +165,9 @@ class PxByCache(Cache):
 
     def _apply(self, fn_tensor, fn_mamba, fn_windows) -> None:
         if self.lstm is not None:
-            self.lstm = [(fn_tensor(h, 1), fn_tensor(c, 1)) for h, c in self.lstm]  # (1, B, H)
+            self.lstm = [(fn_tensor(h, 0), fn_tensor(c, 0)) for h, c in self.lstm]  # (B, H)
         if self.key_values is not None:
-            self.key_values = [(fn_tensor(k, 0), fn_tensor(v, 0)) for k, v in self.key_values]
+            self.key_values = [[fn_tensor(t, 1) for t in kv] for kv in self.key_values]  # (2, B, h, capacity, d)
         if self.key_mask is not None:
             self.key_mask = fn_tensor(self.key_mask, 0)
         if self.mamba is not None:
@@ -211,16 +214,33 @@ class PxByEmbed(nn.Module):
             self.embed = nn.Embedding(V, D, padding_idx=config.pad_token_id)
         self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
 
-    def forward(self, windows: torch.LongTensor) -> torch.Tensor:
-        """``(B, L, 3, 3)`` ids -> ``(B, L, D)``."""
-        if self.kind == "center":
-            return self.norm(self.embed(windows[:, :, 1, 1]))
-        B, L = windows.shape[:2]
-        x = self.embed(windows.reshape(B * L, 3, 3)).permute(0, 3, 1, 2)  # (B*L, E, 3, 3)
+    @torch.no_grad()
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W (D, 9E), b (D,))`` with ``forward(w) == LayerNorm(W @ cells + b)``, ``cells`` = the window's 9 cell
+        embeddings flattened in ``(3, 3, E)`` order: the alpha blend, the convolution and the projection are all
+        linear, so for generation (fixed weights) they collapse into one matrix; computed once per generation."""
+        E = self.embed.embedding_dim
+        basis = torch.eye(9 * E, device=self.proj.weight.device, dtype=self.proj.weight.dtype)
+        basis = basis.reshape(9 * E, 3, 3, E).permute(0, 3, 1, 2)  # (9E, E, 3, 3): one unit cell value each
+        b = self._mix_project(basis.new_zeros(1, E, 3, 3))[0]
+        return (self._mix_project(basis) - b).T.contiguous(), b
+
+    def _mix_project(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, E, 3, 3)`` -> ``(N, D)`` before the norm."""
         if self.conv is not None:
             a = torch.sigmoid(self.alpha)
             x = a * x + (1 - a) * self.conv(x)
-        return self.norm(self.proj(x.reshape(B, L, -1)))
+        return self.proj(x.reshape(x.shape[0], -1))
+
+    def forward(self, windows: torch.LongTensor, folded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``(B, L, 3, 3)`` ids -> ``(B, L, D)``; ``folded``: :meth:`folded`'s ``(W, b)`` (no-grad generation)."""
+        if self.kind == "center":
+            return self.norm(self.embed(windows[:, :, 1, 1]))
+        B, L = windows.shape[:2]
+        if folded is not None:
+            return self.norm(F.linear(self.embed(windows).reshape(B, L, -1), *folded))
+        x = self.embed(windows.reshape(B * L, 3, 3)).permute(0, 3, 1, 2)  # (B*L, E, 3, 3)
+        return self.norm(self._mix_project(x).reshape(B, L, -1))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -239,24 +259,34 @@ def _padding_layout(mask: torch.Tensor):
     return n_left, n_valid
 
 
-def _lstm_step(lstm: nn.LSTM, x: torch.Tensor, hc=None):
-    """One step of a 1-layer ``nn.LSTM`` with its own weights: ``x (N, in)``, ``hc = (h, c)`` each ``(N, H)`` or
-    None (zero state) -> ``(h, c)``. Same gate order (i, f, g, o); avoids ``torch.lstm``'s per-call overhead."""
-    gates = F.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)
-    if hc is not None:
-        gates = gates + F.linear(hc[0], lstm.weight_hh_l0)
-    i, f, g, o = gates.chunk(4, -1)
-    c = torch.sigmoid(i) * torch.tanh(g)
-    if hc is not None:
-        c = c + torch.sigmoid(f) * hc[1]
-    return torch.sigmoid(o) * torch.tanh(c), c
+class PxByBackwardCell(nn.Module):
+    """The backward direction of a causal bi-LSTM layer, read where it starts: an LSTM cell fed one input from a zero
+    state, ``h = sigmoid(o) * tanh(sigmoid(i) * tanh(g))`` with ``[i, g, o] = W x + b``. That is exactly what the
+    reverse half of ``nn.LSTM(bidirectional=True)`` outputs at the last position of the sequence it is run on
+    (``W`` = its input-gate/cell/output rows of ``weight_ih_l0_reverse``, ``b`` = the same rows of
+    ``bias_ih_l0_reverse + bias_hh_l0_reverse``); the recurrent weights and the forget gate multiply a zero state, so
+    they are left out: every parameter here gets a gradient (DDP needs no ``find_unused_parameters``)."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(3 * hidden_size, input_size))  # rows: i, g, o
+        self.bias = nn.Parameter(torch.zeros(3 * hidden_size))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., input_size)`` -> ``(..., hidden_size)``."""
+        i, g, o = F.linear(x, self.weight, self.bias).chunk(3, -1)
+        return torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))
 
 
 class PxByLSTM(nn.Module):
-    """Stack of LSTM layers. With ``bidirectional``, each layer concatenates to its forward LSTM a backward LSTM over the
-    already-known context read at the current position: that pass starts at the current token, so at the position it is
-    read it has seen only the current input -> one LSTM step from a zero state (equal, at every position t, to the
-    last output of ``nn.LSTM(bidirectional=True)`` run on ``x[:t+1]``). The future is never seen."""
+    """Stack of LSTM layers. With ``bidirectional``, each layer concatenates to its forward LSTM the backward LSTM of
+    ``nn.LSTM(bidirectional=True)`` as the reference reads it: the reference runs the bi-LSTM over the known context
+    ``x[:t+1]`` and takes the output at the last position ``t``, where the backward pass has just started and has
+    seen only ``x[t]`` -> :class:`PxByBackwardCell` (one step from a zero state). So at every position ``t`` our
+    output equals that last output of ``nn.LSTM(bidirectional=True)`` on ``x[:t+1]`` (tested), computed for all
+    positions in one pass and cached for generation; what is "bidirectional" is only this zero-state backward read of
+    the current input (the backward pass never sees another position, and never a future one)."""
 
     def __init__(self, config: PxByConfig):
         super().__init__()
@@ -264,38 +294,58 @@ class PxByLSTM(nn.Module):
         self.dirs = 2 if config.bidirectional else 1
         ins = [D] + [H * self.dirs] * (config.num_hidden_layers - 1)
         self.fwd = nn.ModuleList(nn.LSTM(i, H, batch_first=True) for i in ins)
-        self.bwd = nn.ModuleList(nn.LSTM(i, H, batch_first=True) for i in ins) if self.dirs == 2 else None
+        self.bwd = nn.ModuleList(PxByBackwardCell(i, H) for i in ins) if self.dirs == 2 else None
         self.drop = nn.Dropout(config.dropout)
         self.output_size = H * self.dirs
 
-    def forward(self, x, state=None, attention_mask=None):
+    def forward(self, x, state=None, attention_mask=None, need_state=True):
+        """``x (B, L, in)``, ``state``: per layer ``(h, c)`` each ``(B, H)`` or None -> ``(B, L, output_size)``, new
+        state (None unless ``need_state``). ``L == 1`` (a generation step) is one fused ``torch.lstm_cell`` per layer.
+
+        Padding: each row's tokens are moved to the front (left padding) so every row starts from the initial state.
+        The outputs at real tokens never depend on the padding after them (causal), so without a state to return
+        the padded batch runs as is; only when the final state is needed (a cache) are the rows packed, which on CPU
+        costs ~15x in the backward pass."""
         B, L, _ = x.shape
-        packed = attention_mask is not None and not bool(attention_mask.all())
-        if packed:
+        if L == 1 and attention_mask is None:
+            y, new_state = self.step(x[:, 0], state)
+            return y[:, None], new_state
+        shift = packed = False
+        if attention_mask is not None and not bool(attention_mask.all()):
             n_left, n_valid = _padding_layout(attention_mask)
             if state is not None and bool((n_left > 0).any()):
                 raise ValueError("PxBy LSTM: left padding is only allowed in the first (prefill) call")
-            # move each row's tokens to the front so packing starts every row from the initial state
-            pos = torch.arange(L, device=x.device)
-            x = x.gather(1, ((pos + n_left[:, None]) % L)[:, :, None].expand_as(x))
+            shift = bool((n_left > 0).any())
+            if shift:  # move each row's tokens to the front: every row starts from the initial state
+                pos = torch.arange(L, device=x.device)
+                x = x.gather(1, ((pos + n_left[:, None]) % L)[:, :, None].expand_as(x))
+            packed = need_state  # the state after each row's last real token needs packing
         new_state = []
         for i, lstm in enumerate(self.fwd):
-            h0 = state[i] if state is not None else None
+            h0 = (state[i][0][None], state[i][1][None]) if state is not None else None
             if packed:
                 p = nn.utils.rnn.pack_padded_sequence(x, n_valid.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
                 y, hc = lstm(p, h0)
                 y = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=L)[0]
-            elif L == 1:  # a generation step: one cell update
-                h, c = _lstm_step(lstm, x[:, 0], (h0[0][0], h0[1][0]) if h0 is not None else None)
-                y, hc = h[:, None], (h[None], c[None])
             else:
                 y, hc = lstm(x, h0)
             if self.bwd is not None:  # backward pass over the known context, read where it starts: one step from zero
-                y = torch.cat([y, _lstm_step(self.bwd[i], x)[0]], -1)
-            new_state.append(hc)
+                y = torch.cat([y, self.bwd[i](x)], -1)
+            new_state.append((hc[0][0], hc[1][0]))
             x = self.drop(y) if i < len(self.fwd) - 1 else y
-        if packed:
+        if shift:
             x = x.gather(1, ((pos - n_left[:, None]) % L)[:, :, None].expand_as(x))
+        return x, new_state if need_state else None
+
+    def step(self, x: torch.Tensor, state=None):
+        """One generation step: ``x (B, in)`` -> ``(B, output_size)``, new state (per layer ``(h, c)``)."""
+        new_state = []
+        for i, lstm in enumerate(self.fwd):
+            hc = state[i] if state is not None else (x.new_zeros(x.shape[0], lstm.hidden_size),) * 2
+            hc = torch.lstm_cell(x, hc, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+            new_state.append(hc)
+            y = hc[0] if self.bwd is None else torch.cat([hc[0], self.bwd[i](x)], -1)
+            x = self.drop(y) if self.training and i < len(self.fwd) - 1 else y
         return x, new_state
 
 
@@ -307,13 +357,25 @@ class PxByAttention(nn.Module):
         self.out = nn.Linear(self.D, self.D)
         self.p = config.dropout
 
-    def forward(self, x, mask, past=None):
+    def forward(self, x, mask=None, is_causal=False, kv=None, past_len=0):
+        """``x (B, L, D)``; ``mask``: bool, broadcastable to ``(B, heads, L, past_len + L)``, or None; ``kv``: this
+        layer's ``[keys+values buffer]`` in a cache (``[]`` before the first call), written in place."""
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)  # (B, h, L, d) each
-        if past is not None:
-            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.p if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, L, D)), (k, v)
+        qkv = F.linear(x, self.qkv.weight, self.qkv.bias)  # functional: no module dispatch per generation step
+        qkv = qkv.view(B, L, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, h, L, d)
+        q, k, v = qkv
+        if kv is not None:  # kv = [buffer (2, B, h, capacity, d)]: keys and values written with one copy
+            end = past_len + L
+            if not kv or kv[0].shape[3] < end:  # (re)allocate with room to grow: a step then writes one slot
+                grown = k.new_empty(2, B, self.n_head, max(2 * end, 64), k.shape[-1])
+                if kv:
+                    grown[:, :, :, :past_len] = kv[0][:, :, :, :past_len]
+                kv[:] = [grown]
+            kv[0][:, :, :, past_len:end] = qkv[1:]
+            k, v = kv[0][:, :, :, :end]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.p if self.training else 0.0)
+        return F.linear(y.transpose(1, 2).reshape(B, L, D), self.out.weight, self.out.bias)
 
 
 class PxByTransformerBlock(nn.Module):
@@ -328,18 +390,40 @@ class PxByTransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(D, config.intermediate_size), nn.GELU(), nn.Linear(config.intermediate_size, D),
                                  nn.Dropout(config.dropout))
 
-    def forward(self, x, mask, past=None):
-        a, kv = self.attn(self.ln_1(x), mask, past)
-        x = x + a
-        return x + self.mlp(self.ln_2(x)), kv
+    def forward(self, x, mask=None, is_causal=False, kv=None, past_len=0):
+        # the submodules' weights through functional calls: the same maths without a dozen module dispatches, which
+        # dominate a one-token generation step at this size
+        x = x + self.attn(_layer_norm(self.ln_1, x), mask, is_causal, kv, past_len)
+        fc1, _, fc2, drop = self.mlp
+        h = F.linear(F.gelu(F.linear(_layer_norm(self.ln_2, x), fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
+        return x + (drop(h) if self.training else h)
+
+
+def _layer_norm(ln: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+
+
+_SINUSOIDS: dict = {}
+
+
+def sinusoid_table(n: int, dim: int, device) -> torch.Tensor:
+    """``(>= n, dim)`` fixed sin/cos features of positions ``0..``; built once and grown by doubling, so a generation
+    step reads one row instead of recomputing sin/cos."""
+    key = (dim, torch.device(device))
+    table = _SINUSOIDS.get(key)
+    if table is None or table.shape[0] < n:
+        size = max(n, 2 * table.shape[0] if table is not None else 1024)
+        half = (dim + 1) // 2
+        inv_freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=device, dtype=torch.float32) / half)
+        ang = torch.arange(size, device=device, dtype=torch.float32)[:, None] * inv_freq
+        table = _SINUSOIDS[key] = torch.cat([ang.sin(), ang.cos()], -1)[:, :dim].contiguous()
+    return table
 
 
 def sinusoidal_positions(position_ids: torch.LongTensor, dim: int) -> torch.Tensor:
     """``(B, L)`` positions -> ``(B, L, dim)`` fixed sin/cos features (no learned table, any length)."""
-    half = (dim + 1) // 2
-    inv_freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=position_ids.device, dtype=torch.float32) / half)
-    ang = position_ids.float()[..., None] * inv_freq
-    return torch.cat([ang.sin(), ang.cos()], -1)[..., :dim]
+    n = int(position_ids.max()) + 1 if position_ids.numel() else 1
+    return sinusoid_table(n, dim, position_ids.device)[position_ids]
 
 
 class PxByTransformer(nn.Module):
@@ -352,21 +436,28 @@ class PxByTransformer(nn.Module):
         self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.output_size = config.hidden_size
 
-    def forward(self, x, key_mask, past=None):
-        """x: ``(B, L, D)`` new tokens; key_mask: ``(B, P + L)`` 0/1 over past + new tokens; past: per-layer (k, v)."""
+    def forward(self, x, key_mask=None, past_len=0, kv=None):
+        """x: ``(B, L, D)`` new tokens after ``past_len`` cached ones; key_mask: ``(B, past_len + L)`` 0/1 over past +
+        new tokens, or None when none is padding; kv: the cache's per-layer buffers (or None: no cache)."""
         B, L, D = x.shape
-        P = key_mask.shape[1] - L
-        positions = (key_mask.long().cumsum(1) - 1).clamp(min=0)[:, P:]
-        x = x + sinusoidal_positions(positions, D).to(x.dtype)
-        q_idx = torch.arange(L, device=x.device)[:, None] + P
-        k_idx = torch.arange(P + L, device=x.device)[None, :]
-        mask = (k_idx <= q_idx)[None, None] & key_mask.bool()[:, None, None, :]
-        mask = mask | (k_idx == q_idx)[None, None]  # a padding query attends itself (no empty rows -> no NaN)
-        new = []
+        P, dev = past_len, x.device
+        mask, is_causal = None, False
+        if key_mask is None:  # no padding: positions count from 0; a single new query needs no mask at all
+            pe = sinusoid_table(P + L, D, dev)[P:P + L]
+            if L > 1 and P == 0:
+                is_causal = True
+            elif L > 1:
+                mask = torch.arange(P + L, device=dev)[None, :] <= torch.arange(P, P + L, device=dev)[:, None]
+        else:
+            pe = sinusoidal_positions((key_mask.long().cumsum(1) - 1).clamp(min=0)[:, P:], D)
+            q_idx = torch.arange(L, device=dev)[:, None] + P
+            k_idx = torch.arange(P + L, device=dev)[None, :]
+            mask = (k_idx <= q_idx)[None, None] & key_mask.bool()[:, None, None, :]
+            mask = mask | (k_idx == q_idx)[None, None]  # a padding query attends itself (no empty rows -> no NaN)
+        x = x + pe.to(x.dtype)
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, mask, past[i] if past is not None else None)
-            new.append(kv)
-        return self.ln_f(x), new
+            x = block(x, mask, is_causal, kv[i] if kv is not None else None, P)
+        return _layer_norm(self.ln_f, x)
 
 
 class PxByMamba(nn.Module):
@@ -411,6 +502,9 @@ class PxByPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, PxByEmbed) and module.alpha is not None:
             init.zeros_(module.alpha)  # start at an even blend of the raw and the convolved window
+        elif isinstance(module, PxByBackwardCell):  # as nn.LSTM's input weights under the base init
+            init.xavier_uniform_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, nn.LSTM):
             for name, p in module.named_parameters():
                 if name.startswith("bias_ih"):  # forget-gate bias 1: remember by default
@@ -468,6 +562,7 @@ class PxByModel(PxByPreTrainedModel):
         attention_mask: ``(B, L)`` or ``(B, past + L)``; 1 = token, 0 = padding (one contiguous block of ones per row).
         input_windows: ``(B, L, 3, 3)`` precomputed windows (else built from ``input_ids``).
         past_key_values: a :class:`PxByCache` from a previous call (``use_cache=True`` creates one).
+        return_dict: ``False`` returns the tuple ``(last_hidden_state, cache or None)``.
         """
         c = self.config
         if input_ids is None and input_windows is None:
@@ -504,33 +599,48 @@ class PxByModel(PxByPreTrainedModel):
                 for t in range(L):
                     cache.windows.step(ids[:, t])
 
-        mask = None
+        mask = None  # (B, L) for the new tokens, only when some are padding
         if attention_mask is not None:
             if attention_mask.shape[1] not in (L, past + L):
                 raise ValueError(f"PxByModel: attention_mask length {attention_mask.shape[1]} is neither L={L} nor past+L={past + L}")
             mask = attention_mask[:, -L:]
-            if not bool(mask.all()):
-                _padding_layout(mask)  # windows and recurrences need each row's tokens to be contiguous
+            if bool(mask.all()):
+                mask = None
+            else:  # windows and recurrences need each row's tokens to be contiguous
+                right_padded_only = not bool((_padding_layout(mask)[0] > 0).any())
 
-        x = self.drop(self.embed(input_windows))
+        folded = None
+        if cache is not None and L == 1 and c.embedding_type == "pxby" and not torch.is_grad_enabled():
+            if cache.embed_folded is None:  # a generation step: the embedding as one matrix (exact up to rounding)
+                cache.embed_folded = self.embed.folded()
+            folded = cache.embed_folded
+        x = self.drop(self.embed(input_windows, folded))
         if c.backbone == "lstm":
-            h, state = self.backbone(x, cache.lstm if cache is not None else None, mask)
+            h, state = self.backbone(x, cache.lstm if cache is not None else None, mask, need_state=cache is not None)
             if cache is not None:
                 cache.lstm = state
         elif c.backbone == "transformer":
-            new_mask = mask if mask is not None else x.new_ones(B, L)
-            key_mask = new_mask if cache is None or cache.key_mask is None else torch.cat([cache.key_mask, new_mask.to(cache.key_mask.dtype)], 1)
-            h, kv = self.backbone(x, key_mask, cache.key_values if cache is not None else None)
+            key_mask = cache.key_mask if cache is not None else None  # None = no padding so far
+            # right padding without a cache (training, scoring): causal attention never reaches the padding keys
+            # and positions count from 0 anyway, so the faster unmasked causal path gives the same real outputs
+            if key_mask is not None or (mask is not None and (cache is not None or not right_padded_only)):
+                key_mask = torch.cat([key_mask if key_mask is not None else x.new_ones(B, past, dtype=torch.long),
+                                      mask.long() if mask is not None else x.new_ones(B, L, dtype=torch.long)], 1)
+            if cache is not None and cache.key_values is None:
+                cache.key_values = [[] for _ in self.backbone.blocks]
+            h = self.backbone(x, key_mask, past, cache.key_values if cache is not None else None)
             if cache is not None:
-                cache.key_values, cache.key_mask = kv, key_mask
+                cache.key_mask = key_mask
         else:
             if cache is not None and cache.mamba is None:
                 cache.mamba = DynamicCache(config=self.backbone.mamba_config)
-            if mask is not None and cache is not None and past > 0 and not bool(mask.all()):
+            if mask is not None and cache is not None and past > 0:
                 raise ValueError("PxBy Mamba: padding is only allowed in the first (prefill) call")
-            h = self.backbone(x, cache.mamba if cache is not None else None, mask if mask is not None and not bool(mask.all()) else None)
+            h = self.backbone(x, cache.mamba if cache is not None else None, mask)
         if cache is not None:
             cache.seen_tokens += L
+        if return_dict is False:
+            return h, cache if use_cache else None
         return BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache if use_cache else None)
 
 
@@ -589,9 +699,8 @@ class PxByForCausalLM(PxByPreTrainedModel, GenerationMixin):
         """
         kwargs.pop("position_ids", None)
         kwargs.pop("cache_position", None)
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, input_windows=input_windows,
-                         past_key_values=past_key_values, use_cache=use_cache)
-        h = out.last_hidden_state
+        h, cache = self.model(input_ids=input_ids, attention_mask=attention_mask, input_windows=input_windows,
+                              past_key_values=past_key_values, use_cache=use_cache, return_dict=False)
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             h = h[:, -logits_to_keep:]
         elif isinstance(logits_to_keep, torch.Tensor):
@@ -600,7 +709,7 @@ class PxByForCausalLM(PxByPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache)
 
 
 # -- registration: at import of the package module only (a copy loaded through trust_remote_code leaves the mapping
