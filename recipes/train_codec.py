@@ -256,6 +256,9 @@ def main(argv=None):
                                   commit_message=f"codec model, {step} steps, {bpsp:.4f} bpsp held-out")
             ModelCard.load(os.path.join(args.output_dir, "README.md")).push_to_hub(
                 args.hub_model_id, revision=args.revision, commit_message="model card")
+    # every rank leaves together: gloo's process-group teardown can hang when one rank exits while another
+    # is still writing files or pushing (seen with 2 CPU ranks)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
 
 
