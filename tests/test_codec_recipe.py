@@ -2,9 +2,6 @@
 
 import json
 import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,28 +10,15 @@ import torch
 from transformers import AutoModel
 
 import pixeltok
+from launching import accelerate_launch
 from pixeltok.compression import compress, decompress, load_codec_model, read_header
 
 ROOT = Path(__file__).resolve().parents[1]
-CPU2 = ROOT / "recipes" / "accelerate" / "cpu2.yaml"
 TINY = ROOT / "recipes" / "configs" / "codec_tiny.yaml"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(out: Path, *extra: str) -> str:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU2),
-           "--main_process_port", str(free_port()), str(ROOT / "recipes" / "train_codec.py"),
-           "--config", str(TINY), "--output_dir", str(out), *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
-                          timeout=300)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"recipe failed ({proc.returncode}):\n{log[-6000:]}"
-    return log
+    return accelerate_launch("train_codec.py", "--config", str(TINY), "--output_dir", str(out), *extra, timeout=300)
 
 
 @pytest.fixture(scope="module")

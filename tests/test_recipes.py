@@ -11,7 +11,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 import uuid
@@ -21,6 +20,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from launching import accelerate_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "configs" / "tiny.yaml"
@@ -49,21 +50,9 @@ def make_sprites(root: Path, n: int = 16, size: int = 16, seed: int = 0) -> Path
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(out: Path, sprites: Path, *extra: str) -> str:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU2),
-           "--main_process_port", str(free_port()), str(ROOT / "recipes" / "train_pxby.py"),
-           "--config", str(TINY), "--output_dir", str(out), "--data_source", str(sprites), *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"recipe failed ({proc.returncode}):\n{log[-6000:]}"
-    return log
+    return accelerate_launch("train_pxby.py", "--config", str(TINY), "--output_dir", str(out),
+                             "--data_source", str(sprites), *extra)
 
 
 @pytest.fixture(scope="module")
