@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..image_io import ImageInputError, to_rgb_exact
+from ..image_io import ImageInputError, open_image, to_rgb_exact
 from ..tiling import cut_tiles, join_tiles, tile_grid
 from . import coder, format as ptk_format
 from .format import (
@@ -66,9 +66,6 @@ def _identity(model: PixelContextCodecModel) -> str:
 
 
 def _mode_of(image) -> str:
-    if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as im:
-            return "L" if im.mode in ("L", "1") else "RGB"
     if isinstance(image, Image.Image):
         return "L" if image.mode in ("L", "1") else "RGB"
     if isinstance(image, np.ndarray) and image.ndim == 2:
@@ -85,7 +82,10 @@ def compress(image, model=None, *, tile_size: int = 32, batch_size: int = 16, pr
     path, or a :class:`PixelContextCodecModel`. ``batch_size`` tiles go through one exact forward pass; the output
     does not depend on it. With ``return_stats`` returns ``(bytes, {"ideal_bits": ..., "payload_bytes": ...})``.
     """
-    pixels = to_rgb_exact(image)
+    source = None
+    if isinstance(image, (str, os.PathLike)):  # decode the file once; errors still name it
+        source, image = str(image), open_image(image)
+    pixels = to_rgb_exact(image, source=source)
     mode = _mode_of(image)
     m = _resolve(model)
     if not 1 <= tile_size <= 65535:

@@ -20,7 +20,7 @@ from transformers import BatchEncoding, PreTrainedTokenizer
 
 from .image_io import ImageInput, ImageInputError, to_rgba
 from .palettes import BUILTIN_PALETTES, Palette, get_palette, train_palette
-from .pixel_codec import BOS, EOS, LAYOUTS, PAD, UNK, PixelVocab, TokenFormatError, tokens_to_text
+from .pixel_codec import BOS, EOS, LAYOUTS, PAD, TOKEN_RE, UNK, PixelVocab, TokenFormatError, tokens_to_text
 
 RESIZE_POLICIES = (None, "nearest", "box", "lanczos")
 _RESAMPLE = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
@@ -231,8 +231,6 @@ class PixelTokenizer(PixelImageMixin, PreTrainedTokenizer):
         return vocab
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
-        from .pixel_codec import TOKEN_RE
-
         return TOKEN_RE.findall(text)
 
     def _convert_token_to_id(self, token: str) -> int:
