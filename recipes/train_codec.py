@@ -56,8 +56,12 @@ def wallpaper_path(wallpaper_dir: str, name: str) -> str:
     return max(files, key=os.path.getsize)
 
 
-def load_photos(wallpapers: list[str], skimage_names: list[str], wallpaper_dir: str | None) -> dict[str, np.ndarray]:
-    """Name -> ``(H, W, 3)`` uint8 RGB photo."""
+def load_photos(wallpapers: list[str], skimage_names: list[str], wallpaper_dir: str | None,
+                backgrounds: list[str] = (), backgrounds_dir: str | None = None) -> dict[str, np.ndarray]:
+    """Name -> ``(H, W, 3)`` uint8 RGB photo.
+
+    ``backgrounds`` are paths relative to ``backgrounds_dir`` (a ``usr/share/backgrounds`` folder extracted from
+    Debian's ``lomiri-wallpapers-16.04``, ``lomiri-wallpapers-20.04`` and ``mate-backgrounds`` packages)."""
     from PIL import Image
     import skimage.data
 
@@ -67,6 +71,17 @@ def load_photos(wallpapers: list[str], skimage_names: list[str], wallpaper_dir: 
             raise ValueError(f"data lists wallpaper {n!r} but --wallpaper_dir was not given")
         with Image.open(wallpaper_path(wallpaper_dir, n)) as im:
             photos[f"wallpaper:{n}"] = np.asarray(im.convert("RGB"))
+    for n in backgrounds:
+        if backgrounds_dir is None:
+            raise ValueError(f"data lists background {n!r} but --backgrounds_dir was not given")
+        path = os.path.join(backgrounds_dir, n)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"background photo {n!r} not found under {backgrounds_dir!r}; get it with `apt-get download "
+                "lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds && for d in *.deb; do dpkg -x $d "
+                "DIR; done` and pass --backgrounds_dir DIR/usr/share/backgrounds")
+        with Image.open(path) as im:
+            photos[f"background:{n}"] = np.asarray(im.convert("RGB"))
     for n in skimage_names:
         photos[f"skimage:{n}"] = np.asarray(getattr(skimage.data, n)())[..., :3]
     return photos
@@ -98,7 +113,8 @@ sub-pixel of a 32x32 tile as a mixture of {K} discretized logistics, used by `pi
 range coder (constriction) to compress images losslessly (`.ptk` files).
 
 - Training data: 32x32 tiles of real photographs, box-downscaled by {scales} first: wallpapers {train_w}
-  (Debian `plasma-workspace-wallpapers`) and scikit-image photos {train_s}; {n_train:,} training tiles.
+  (Debian `plasma-workspace-wallpapers`), photos {train_b} (Debian `lomiri-wallpapers-16.04`,
+  `lomiri-wallpapers-20.04`, `mate-backgrounds`) and scikit-image photos {train_s}; {n_train:,} training tiles.
 - Held out (never trained on): wallpapers {held_w}; scikit-image {held_s}.
 - Training: {steps} steps x {batch} tiles (x{accum} accumulation, {procs} process(es)), AdamW lr {lr}, cosine,
   seed {seed}, {minutes:.1f} min on {hardware}.
@@ -106,7 +122,7 @@ range coder (constriction) to compress images losslessly (`.ptk` files).
   coded sizes, with PNG / WebP / JPEG-XL on the same tiles: `benchmarks/bench_codec.py`).
 
 Reproduce: `accelerate launch --cpu --num_processes 1 recipes/train_codec.py --config {config}`
-`--wallpaper_dir DIR --output_dir OUT`.
+`--wallpaper_dir DIR --backgrounds_dir DIR2 --output_dir OUT`.
 """
 
 
@@ -134,6 +150,8 @@ def main(argv=None):
     p.add_argument("--config", required=True)
     p.add_argument("--output_dir", required=True)
     p.add_argument("--wallpaper_dir", default=os.environ.get("PIXELTOK_WALLPAPERS"))
+    p.add_argument("--backgrounds_dir", default=os.environ.get("PIXELTOK_BACKGROUNDS"),
+                   help="usr/share/backgrounds of the extracted lomiri/mate packages (for data.train_backgrounds)")
     p.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint-*/ folder written by this script")
     p.add_argument("--max_steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--push_to_hub", action="store_true")
@@ -156,7 +174,8 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
 
     with accelerator.main_process_first():
-        train_photos = load_photos(dc["train_wallpapers"], dc["train_skimage"], args.wallpaper_dir)
+        train_photos = load_photos(dc["train_wallpapers"], dc["train_skimage"], args.wallpaper_dir,
+                                   dc.get("train_backgrounds", []), args.backgrounds_dir)
         held_photos = load_photos(dc["heldout_wallpapers"], dc["heldout_skimage"], args.wallpaper_dir)
         train = photo_tiles(train_photos, dc["scales"], dc["tile_size"], dc["max_tiles_per_image"], tc["seed"])
         held = photo_tiles(held_photos, dc["scales"], dc["tile_size"], dc["max_tiles_per_image"], tc["seed"] + 1)
@@ -244,6 +263,7 @@ def main(argv=None):
         write_card(args.output_dir, dict(
             name=os.path.basename(os.path.normpath(args.output_dir)), n_params=sum(t.numel() for t in unwrapped.parameters()),
             K=unwrapped.config.num_mixtures, scales=dc["scales"], train_w=dc["train_wallpapers"], train_s=dc["train_skimage"],
+            train_b=[os.path.splitext(os.path.basename(b))[0] for b in dc.get("train_backgrounds", [])] or "none",
             n_train=len(train), held_w=dc["heldout_wallpapers"], held_s=dc["heldout_skimage"], steps=step,
             batch=tc["batch_size"], accum=tc["gradient_accumulation_steps"], procs=accelerator.num_processes,
             lr=tc["learning_rate"], seed=tc["seed"], minutes=minutes, hardware=hardware, bpsp=bpsp, n_eval=len(held),

@@ -148,3 +148,55 @@ def test_shipped_checkpoint_round_trip():
     assert read_header(data).model_name == "pixeltok/codec-default"
     # the trained model must actually compress a real photo crop (8 bits per sub-pixel uncompressed)
     assert stats["payload_bytes"] * 8 / crop.size < 6.0
+
+
+def test_fresh_model_starts_from_colour_difference_predictor():
+    """Untrained, the skip predictor gives mu_R = mean(left, up) and mu_G = R + mean(G - R of left, up)."""
+    torch.manual_seed(0)
+    m = PixelContextCodecModel(PixelContextCodecConfig(**TINY)).eval()
+    with torch.no_grad():
+        for lin in m.head_out:
+            lin.weight.zero_()  # drop the random MLP part, keep the skip
+            lin.bias.zero_()
+    tile = photo(8, 8, seed=3)
+    with torch.no_grad():
+        params = m(torch.from_numpy(tile).long()[None], return_params=True).params[0]  # (8, 8, 3, 3, K)
+    u = (2.0 * tile.astype(np.float64) - 255.0) / 256.0
+    y, x = 4, 5
+    mu = params[y, x, :, 1, 0].double().numpy()
+    exp_r = (u[y, x - 1, 0] + u[y - 1, x, 0]) / 2
+    exp_g = u[y, x, 0] + ((u[y, x - 1, 1] - u[y, x - 1, 0]) + (u[y - 1, x, 1] - u[y - 1, x, 0])) / 2
+    exp_b = u[y, x, 1] + ((u[y, x - 1, 2] - u[y, x - 1, 1]) + (u[y - 1, x, 2] - u[y - 1, x, 1])) / 2
+    np.testing.assert_allclose(mu, [exp_r, exp_g, exp_b], atol=1e-6)
+
+
+def test_bf16_autocast_keeps_the_mixture_in_float32():
+    """Training under bf16 autocast (the recipe's default) must not round mu/log_s to bfloat16's 8-bit mantissa."""
+    m = tiny_model()
+    x = torch.from_numpy(np.stack([photo(16, 16, seed=s) for s in range(4)])).long()
+    with torch.no_grad():
+        ref = m(x, return_params=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(x, return_params=True)
+    assert out.params.dtype == torch.float32 and out.loss.dtype == torch.float32
+    assert torch.isfinite(out.loss) and abs(out.loss.item() - ref.loss.item()) < 0.05
+
+
+def test_per_tile_scale_offsets_are_chosen_sent_and_decoded():
+    """A flat tile and a noisy tile pull the offsets in opposite directions; both decode exactly, and adapting
+    costs fewer bits than the neutral offset (the 15 bits of side information included)."""
+    from pixeltok.compression import adapt
+
+    m = tiny_model()
+    rng = np.random.default_rng(0)
+    flat = np.full((16, 16, 3), 120, np.uint8)
+    noisy = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    tiles = [flat, noisy]
+    _, _, _, offs = coder.tile_tables(m, np.stack(tiles))
+    assert (offs[0] < adapt.SCALE_OFFSET_ZERO).any() and (offs[1] > adapt.SCALE_OFFSET_ZERO).all(), offs
+    assert (offs[0] < offs[1]).all(), offs
+    streams, ideal = coder.encode_tiles(m, tiles)
+    _, ideal_neutral = coder.encode_tiles(m, tiles, adapt=False)
+    assert all(a < b for a, b in zip(ideal, ideal_neutral)), (ideal, ideal_neutral)
+    for got, want in zip(coder.decode_tiles(m, streams, [(16, 16)] * 2, batch_size=1), tiles):
+        np.testing.assert_array_equal(got, want)

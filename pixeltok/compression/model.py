@@ -134,17 +134,28 @@ class PixelContextCodecPreTrainedModel(PreTrainedModel):
                 nn.init.zeros_(module.bias)
 
     def init_skip_predictor(self):
-        """mu_k <- (left + up) / 2 of the same channel, log_s <- -3 (about 3 levels), mixture logits <- 0."""
+        """Start the linear skip from a sane classical predictor, so training starts from a working codec.
+
+        R: mean of the left and upper R. G: the coded R plus the mean (G - R) of the left and upper neighbours;
+        B likewise from G (the colour-difference predictor of lossless codecs: near-grey content makes G and B almost
+        free). Scales: log_s <- -3 (about 3 levels); mixture logits <- 0.
+        """
         c = self.config
         offs = c.offsets
         left, up = offs.index((0, -1)), offs.index((-1, 0))
+        n_in = len(offs) * 4
         K = c.num_mixtures
         with torch.no_grad():
             for ch, lin in enumerate(self.head_skip):
                 lin.weight.zero_()
                 lin.bias.zero_()
-                lin.weight[K:2 * K, left * 4 + ch] = 0.5
-                lin.weight[K:2 * K, up * 4 + ch] = 0.5
+                mu = lin.weight[K:2 * K]
+                mu[:, left * 4 + ch] += 0.5
+                mu[:, up * 4 + ch] += 0.5
+                if ch > 0:  # + x_{ch-1} - mean of the neighbours' channel ch-1
+                    mu[:, n_in + ch - 1] += 1.0
+                    mu[:, left * 4 + ch - 1] -= 0.5
+                    mu[:, up * 4 + ch - 1] -= 0.5
                 lin.bias[2 * K:] = -3.0
 
 
@@ -167,13 +178,15 @@ class PixelContextCodecModel(PixelContextCodecPreTrainedModel):
         self.init_skip_predictor()
 
     # ---- features -------------------------------------------------------------------------------------------
-    def pad_canvas(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, 3)`` levels -> ``(B, H + rows, W + left + right, 4)`` unit values + in-tile flag (float64)."""
+    def pad_canvas(self, pixels: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``(B, H, W, 3)`` levels -> ``(B, H + rows, W + left + right, 4)`` unit values + in-tile flag.
+
+        Unit values are multiples of 2**-8 in (-1, 1), exact in float32 as well as float64."""
         c = self.config
         left = max(c.context_left, c.context_left_current)
         b, h, w, _ = pixels.shape
-        canvas = torch.zeros(b, h + c.context_rows, w + left + c.context_right, 4, dtype=torch.float64)
-        canvas[:, c.context_rows:, left:left + w, :3] = pixels_to_unit(pixels.to(torch.float64))
+        canvas = torch.zeros(b, h + c.context_rows, w + left + c.context_right, 4, dtype=dtype, device=pixels.device)
+        canvas[:, c.context_rows:, left:left + w, :3] = ((2.0 * pixels.to(dtype) - 255.0) / 256.0)
         canvas[:, c.context_rows:, left:left + w, 3] = 1.0
         return canvas
 
@@ -197,10 +210,23 @@ class PixelContextCodecModel(PixelContextCodecPreTrainedModel):
             h = h + F.relu(blk(h))
         return h
 
+    @staticmethod
+    def _linear_with_prev(lin: nn.Linear, x: torch.Tensor, prev: torch.Tensor, c: int) -> torch.Tensor:
+        """``lin(cat([x, prev[..., :c]]))`` without materialising the concatenation (training-speed only)."""
+        n = x.shape[-1]
+        out = F.linear(x, lin.weight[:, :n], lin.bias)
+        for j in range(c):
+            out = out + prev[..., j:j + 1] * lin.weight[:, n + j]
+        return out
+
     def head(self, c: int, h: torch.Tensor, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         """Mixture params ``(..., 3, K)`` for sub-pixel ``c`` given trunk state, raw features and the ``c`` previous unit values."""
-        g = F.relu(self.head_in[c](torch.cat([h, prev[..., :c]], dim=-1)))
-        out = self.head_out[c](g) + self.head_skip[c](torch.cat([feats, prev[..., :c]], dim=-1))
+        g = F.relu(self._linear_with_prev(self.head_in[c], h, prev, c))
+        # the output layer and the linear skip predictor always run in float32, even under bf16 autocast: mu
+        # needs a resolution well below one level (2/256), which bfloat16's 8-bit mantissa does not give
+        with torch.autocast(device_type=g.device.type, enabled=False):
+            feats, prev = feats.float(), prev.float()
+            out = self.head_out[c](g.float()) + self._linear_with_prev(self.head_skip[c], feats, prev, c)
         out = out.unflatten(-1, (3, self.config.num_mixtures))
         return torch.stack([out[..., 0, :], out[..., 1, :], out[..., 2, :].clamp_min(self.config.min_log_scale)], dim=-2)
 
@@ -208,11 +234,11 @@ class PixelContextCodecModel(PixelContextCodecPreTrainedModel):
         """Teacher-forced pass over whole tiles; ``loss`` is the NLL in **bits per sub-pixel** (mean, or ``(B,)``
         per tile with ``reduction="none"``)."""
         b, h, w, _ = pixel_values.shape
-        canvas = self.pad_canvas(pixel_values).to(self.input_proj.weight.dtype)
+        canvas = self.pad_canvas(pixel_values, dtype=self.input_proj.weight.dtype)
         ys, xs = self.all_positions(h, w)
         feats = self.gather_context(canvas, ys, xs)
         hid = self.trunk(feats)  # (B, HW, D)
-        x = pixels_to_unit(pixel_values).reshape(b, h * w, 3).to(hid.dtype)
+        x = pixels_to_unit(pixel_values).reshape(b, h * w, 3).to(self.input_proj.weight.dtype)
         params = torch.stack([self.head(c, hid, feats, x) for c in range(3)], dim=2)  # (B, HW, 3, 3, K)
         nll = discretized_logistic_mixture_nll(x, params[..., 0, :], params[..., 1, :], params[..., 2, :])
         loss = (nll.mean() if reduction == "mean" else nll.mean(dim=(1, 2))) / math.log(2.0)
