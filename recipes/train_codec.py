@@ -154,6 +154,9 @@ def main(argv=None):
                    help="usr/share/backgrounds of the extracted lomiri/mate packages (for data.train_backgrounds)")
     p.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint-*/ folder written by this script")
     p.add_argument("--max_steps", type=int, default=None, help="override train.max_steps")
+    p.add_argument("--init_from", default=None,
+                   help="start from the weights of a save_pretrained folder or Hub id (e.g. the shipped checkpoint, "
+                        "to train it further with a new schedule); its model config replaces the config file's")
     p.add_argument("--push_to_hub", action="store_true")
     p.add_argument("--hub_model_id", default=None)
     p.add_argument("--private", action="store_true")
@@ -182,11 +185,16 @@ def main(argv=None):
         held = held[np.random.default_rng(tc["seed"] + 2).permutation(len(held))[: dc["eval_tiles"]]]
     accelerator.print(f"train tiles {len(train):,} from {len(train_photos)} photos; eval tiles {len(held)}")
 
-    model = PixelContextCodecModel(PixelContextCodecConfig(**cfg["model"]))
+    if args.init_from:
+        model = PixelContextCodecModel.from_pretrained(args.init_from)
+        cfg["model"] = {k: getattr(model.config, k) for k in cfg["model"]}  # what was really trained, for the record
+        accelerator.print(f"initialised from {args.init_from}")
+    else:
+        model = PixelContextCodecModel(PixelContextCodecConfig(**cfg["model"]))
     opt = torch.optim.AdamW(model.parameters(), lr=tc["learning_rate"], weight_decay=tc["weight_decay"])
     warm, total = tc["warmup_steps"], tc["max_steps"]
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1))))
     g = torch.Generator().manual_seed(tc["seed"])
     train_dl = DataLoader(TensorDataset(torch.from_numpy(train)), batch_size=tc["batch_size"], shuffle=True,
                           drop_last=True, generator=g)

@@ -61,3 +61,14 @@ def test_hub_copy_compresses_like_the_local_one(runs):
     n = sum(h.tile_lengths)  # same coded tiles; only the header's model name (and so the file CRC) differs
     assert h.tile_lengths == h_local.tile_lengths and data[-n - 4:-4] == data_local[-n - 4:-4]
     assert np.array_equal(np.asarray(decompress(data, model=local)), img)  # coded with the Hub copy, decoded locally
+
+
+def test_init_from_continues_from_saved_weights(runs, tmp_path):
+    """--init_from loads a save_pretrained folder; with 0 steps the evaluation is exactly the source run's."""
+    a, _, _, _, _ = runs
+    out = tmp_path / "cont"
+    log = launch(out, "--init_from", str(a), "--max_steps", "0")
+    assert f"initialised from {a}" in log
+    src, cont = (json.loads((d / "eval_results.json").read_text()) for d in (a, out))
+    assert cont["steps"] == 0
+    assert cont["eval_bits_per_subpixel"] == pytest.approx(src["eval_bits_per_subpixel"], abs=1e-6)
