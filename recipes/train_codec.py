@@ -292,3 +292,9 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # every file is written and every rank has passed end_training(); gloo's process-group teardown at
+        # interpreter exit still hangs now and then on CPU (seen once in ~10 two-rank runs), so leave directly
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

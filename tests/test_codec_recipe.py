@@ -18,7 +18,7 @@ TINY = ROOT / "recipes" / "configs" / "codec_tiny.yaml"
 
 
 def launch(out: Path, *extra: str) -> str:
-    return accelerate_launch("train_codec.py", "--config", str(TINY), "--output_dir", str(out), *extra, timeout=300)
+    return accelerate_launch("train_codec.py", "--config", str(TINY), "--output_dir", str(out), *extra, timeout=120)
 
 
 @pytest.fixture(scope="module")
