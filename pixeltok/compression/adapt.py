@@ -45,10 +45,10 @@ def choose_scale_offsets(params: np.ndarray, symbols: np.ndarray, min_log_scale:
     the levels actually coded. Returns ``(B, 3)`` int64 indices minimising the ideal code length of each channel of
     each tile, searched coarse-to-fine (every 4th index, then +-3 around the best; ties -> the smallest index).
     """
-    from .model import discretized_logistic_mixture_nll
+    from .model import discretized_logistic_mixture_nll, pixels_to_unit
 
     p = torch.from_numpy(params)
-    x = (2.0 * torch.from_numpy(symbols).to(torch.float64) - 255.0) / 256.0
+    x = pixels_to_unit(torch.from_numpy(symbols).to(torch.float64))
 
     def cost(idx: np.ndarray) -> torch.Tensor:  # idx (B, 3) offset indices -> (B, 3) bits per tile and channel
         d = torch.from_numpy(scale_offsets(idx))[:, None, :, None]  # broadcast over positions and components
