@@ -17,6 +17,17 @@ order, then scored on the same held-out tiles):
 - ``imagegpt-interleaved``: ``transformers.ImageGPTForCausalImageModeling`` over the 3072 sub-pixel tokens of a
   tile in raster order (R, G, B per pixel), raw 8-bit values as ids, ``vocab_size = 257`` (256 values + the start
   token 256, the first id), ``n_positions = 3073``; a softmax over 256 values per token.
+- ``pxby-interleaved``: the project's PxBy (:class:`PxByModel`: ``PxByEmbed`` 3x3 window embedding with conv mixing +
+  projection, then the backbone; default a unidirectional 2-layer LSTM, ``--set pxby.KEY=VALUE`` for any
+  ``PxByConfig`` field but the vocabulary layout, e.g. ``pxby.state_size=256``, ``pxby.backbone=transformer``) over
+  the same 3072 sub-pixels in the same order, + a 256-way softmax head (:class:`PxBySubpixelModel`). The windows
+  come from PxBy's own ``build_windows``, adapted only through ``PxByConfig``'s vocabulary layout: every sub-pixel
+  is a "colour" id (``pxby.channel_ids=true``: one id range per channel, since the LSTM has no position input to
+  tell it which channel comes next) and a ROW token follows each tile row, so a tile row is a 96-wide pixel row and
+  the window of the sub-pixel just coded holds its left neighbour and the three above it in the 96-wide grid (0 =
+  ``<pad>`` where not available); as in PxBy, the output at a position predicts the next token, so every
+  prediction sees coded sub-pixels only (``tests/test_bench_codec_models.py`` checks it). The 31 ROW tokens cost
+  decode steps too: ``32 * 97 - 1 = 3103`` sequential steps per tile.
 
 Reported per variant: held-out **bits per sub-pixel** (teacher-forced ideal code length, -mean log2 p, evaluated in
 float32), its ratio to ``context-interleaved`` measured in the same run, parameters, optimizer steps, training
@@ -29,7 +40,8 @@ ImageGPT has no SDPA support in transformers (only its eager attention, which ma
 matrix per head). ``--set imagegpt.attention=sdpa`` (the default) replaces each attention layer's ``_attn`` with the
 same causal softmax attention computed by ``torch.nn.functional.scaled_dot_product_attention`` (same scale, no
 mask, dropout 0); ``tests/test_bench_codec_models.py`` checks it matches eager. ``attention=eager`` keeps the
-library's code. ImageGPT defaults to 8 tiles per step (32 would leave it about a hundred optimizer steps in 12 min).
+library's code. ImageGPT and PxBy default to 8 tiles per step (32 would leave them about a hundred optimizer steps in
+12 min).
 """
 
 from __future__ import annotations
@@ -60,9 +72,11 @@ from pixeltok.compression.model import (  # noqa: E402
     discretized_logistic_mixture_nll,
     pixels_to_unit,
 )
+from pixeltok.models.pxby import PxByConfig, PxByModel  # noqa: E402
 from train_codec import load_photos, photo_tiles  # noqa: E402
 
-VARIANTS = ("context-interleaved", "context-channel-major", "imagegpt-interleaved")
+VARIANTS = ("context-interleaved", "context-channel-major", "imagegpt-interleaved", "pxby-interleaved")
+PXBY_TRAIN_KEYS = ("batch_size", "eval_batch_size", "learning_rate")  # pxby.* keys that are training options
 BASELINE = "context-interleaved"
 DEFAULT_CONFIG = os.path.join(ROOT, "recipes", "configs", "codec_default.yaml")
 
@@ -243,6 +257,81 @@ class ImageGPTSubpixelModel(nn.Module):
         return types.SimpleNamespace(loss=loss, logits=logits)
 
 
+# ---- PxBy over raw sub-pixels ----------------------------------------------------------------------------------------
+class PxBySubpixelModel(nn.Module):
+    """:class:`PxByModel` (``PxByEmbed`` 3x3 windows + backbone) over a tile's ``H*W*3`` sub-pixels (raster, RGB
+    interleaved), with a 256-way softmax head (float32) per sub-pixel.
+
+    Sequence (PxBy's own vocabulary layout, ids 0-5 = its specials, so ``build_windows`` runs unchanged)::
+
+        [BOS, row 0 (3W sub-pixel ids), ROW, row 1, ROW, ..., row H-1]          length H * (3W + 1)
+
+    sub-pixel ``v`` of channel ``c`` -> id ``FIRST + 256 c + v`` (``channel_ids``; the LSTM has no positions, so the
+    id tells it which channel it just read) or ``FIRST + v``; ``first_color_id = FIRST``, ``num_colors`` = 768 or 256,
+    so every sub-pixel is a "colour" and each tile row is a 3W-wide pixel row. PxBy's window of position ``i`` holds
+    only tokens ``<= i`` (0 = ``<pad>`` = not available)::
+
+        [[above-left, above, above-right],   the 3W-wide row above (across exactly one ROW token)
+         [left,       self,  0          ],   self = the sub-pixel just coded, left = the one before it in its row
+         [0,          0,     0          ]]
+
+    and its output predicts token ``i + 1`` (PxBy's next-token convention), so the prediction of every sub-pixel sees
+    only coded ones; e.g. for G at pixel (y, x): self = R(y, x), left = B(y, x-1), above-right = G(y-1, x). Outputs in
+    front of a ROW token are dropped (the separator is known); ``logits`` cover exactly the ``H*W*3`` sub-pixels.
+    """
+
+    FIRST = 6  # after PxByConfig's default specials: pad 0, bos 1, eos 2, (3), row 4, segment 5
+    # the vocabulary layout is fixed by the sequence format above, not a knob
+    LAYOUT_KEYS = ("vocab_size", "first_color_id", "num_colors", "pad_token_id", "bos_token_id", "eos_token_id",
+                   "row_token_id", "segment_token_id", "use_cache", "tie_word_embeddings")
+
+    def __init__(self, channel_ids: bool = True, **pxby_config):
+        super().__init__()
+        fixed = sorted(set(pxby_config) & set(self.LAYOUT_KEYS))
+        if fixed:
+            raise ValueError(f"pxby.{fixed[0]} is set by the sub-pixel sequence format and cannot be overridden")
+        self.channel_ids = bool(channel_ids)
+        n_ids = 768 if self.channel_ids else 256
+        cfg = PxByConfig(vocab_size=self.FIRST + n_ids, first_color_id=self.FIRST, num_colors=n_ids, use_cache=False,
+                         **pxby_config)
+        self.pxby = PxByModel(cfg)
+        self.config = cfg
+        self.lm_head = nn.Linear(self.pxby.output_size, 256)
+        nn.init.normal_(self.lm_head.weight, std=cfg.initializer_range)  # as PxByForCausalLM's head under post_init
+        nn.init.zeros_(self.lm_head.bias)
+
+    @staticmethod
+    def output_index(h: int, w: int) -> torch.Tensor:
+        """``(h*w*3,)`` sequence positions whose outputs predict the sub-pixels, in raster order: sub-pixel ``j`` of row
+        ``y`` sits at ``1 + y (3w + 1) + j`` and is predicted by the position before it."""
+        return (torch.arange(h)[:, None] * (3 * w + 1) + torch.arange(3 * w)[None, :]).reshape(-1)
+
+    def input_ids(self, pixel_values: torch.Tensor) -> torch.LongTensor:
+        """``(B, H, W, 3)`` levels -> ``(B, H * (3W + 1))`` PxBy ids (layout in the class docstring)."""
+        b, h, w, _ = pixel_values.shape
+        v = pixel_values.long() + self.FIRST
+        if self.channel_ids:
+            v = v + 256 * torch.arange(3)
+        rows = torch.cat([v.reshape(b, h, 3 * w), torch.full((b, h, 1), self.config.row_token_id)], dim=2)
+        return torch.cat([torch.full((b, 1), self.config.bos_token_id), rows.reshape(b, -1)[:, :-1]], dim=1)
+
+    def windows(self, pixel_values: torch.Tensor) -> torch.LongTensor:
+        """``(B, H, W, 3)`` levels -> ``(B, H * (3W + 1), 3, 3)`` windows, by PxBy's own ``build_windows``."""
+        return self.pxby.windows(self.input_ids(pixel_values))
+
+    def forward(self, pixel_values: torch.Tensor, reduction: str = "mean") -> types.SimpleNamespace:
+        """``(B, H, W, 3)`` levels -> NLL in bits per sub-pixel (mean, or ``(B,)`` per tile); ``logits`` ``(B, H*W*3, 256)``."""
+        b, h, w, _ = pixel_values.shape
+        hid = self.pxby(input_ids=self.input_ids(pixel_values), use_cache=False).last_hidden_state
+        hid = hid[:, self.output_index(h, w)]
+        target = pixel_values.reshape(b, -1).long()
+        with torch.autocast(device_type=hid.device.type, enabled=False):
+            logits = self.lm_head(hid.float())
+            nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # (B, H*W*3) nats
+        loss = (nll.mean() if reduction == "mean" else nll.mean(dim=1)) / math.log(2.0)
+        return types.SimpleNamespace(loss=loss, logits=logits)
+
+
 # ---- decode-cost estimates --------------------------------------------------------------------------------------------
 def _weights(mods) -> int:
     return sum(m.weight.numel() for m in mods)
@@ -254,7 +343,10 @@ def decode_cost(name: str, model: nn.Module, h: int, w: int) -> dict:
     Context models decode in wavefront order (``x + slope*y = t``, all tiles of a batch at once); each wavefront
     needs 3 dependent head evaluations (interleaved: one trunk + R, G|R, B|R,G heads; channel-major: each plane
     re-runs its trunk, and the planes follow each other). ImageGPT needs one step per sub-pixel, each attending to a
-    KV cache of everything before it.
+    KV cache of everything before it. PxBy needs one backbone step per sequence position but the last (BOS, the
+    sub-pixels and the ``H - 1`` ROW tokens: ``H (3W + 1) - 1``), each the folded window embedding
+    (``PxByEmbed.folded``: one ``9E x D`` matrix) plus every backbone weight of rank >= 2 once (LSTM ``W_ih``,
+    ``W_hh``; Transformer attention over its cache added as for ImageGPT), and the 256-way head per sub-pixel.
     """
     if name.startswith("context"):
         slope = model.config.context_right + 1
@@ -265,6 +357,16 @@ def decode_cost(name: str, model: nn.Module, h: int, w: int) -> dict:
             per_pixel = sum(_weights([model.input_proj[c], *model.blocks[0 if model.share_trunk else c],
                                       model.head_in[c], model.head_out[c], model.head_skip[c]]) for c in range(3))
         return {"sequential_steps": 3 * wavefronts, "macs_per_tile": per_pixel * h * w}
+    if name == "pxby-interleaved":
+        cfg = model.config
+        steps = h * (3 * w + 1) - 1
+        embed = 9 * cfg.embed_dim * cfg.hidden_size if cfg.embedding_type == "pxby" else 0  # "center": a lookup
+        per_step = embed + sum(p.numel() for p in model.pxby.backbone.parameters() if p.dim() >= 2)
+        attn = 0
+        if cfg.backbone == "transformer":  # q.k and p.v over a growing cache, as for ImageGPT
+            attn = cfg.num_hidden_layers * 2 * cfg.hidden_size * steps * (steps + 1) // 2
+        head = _weights([model.lm_head]) * h * w * 3
+        return {"sequential_steps": steps, "macs_per_tile": per_step * steps + head + attn}
     cfg = model.config
     d, n_layer, t = cfg.n_embd, cfg.n_layer, h * w * 3
     inner = cfg.n_inner or 4 * d
@@ -287,6 +389,11 @@ def build(name: str, cfg: dict) -> tuple[nn.Module, dict]:
         model = ImageGPTSubpixelModel(ig["n_embd"], ig["n_layer"], ig["n_head"], cfg["data"]["tile_size"], ig["attention"])
         # its own batch sizes; learning rate null = train.learning_rate
         train.update({k: ig[k] for k in ("batch_size", "learning_rate", "eval_batch_size") if ig.get(k) is not None})
+    elif name == "pxby-interleaved":
+        px = dict(cfg["pxby"])
+        opts = {k: px.pop(k) for k in PXBY_TRAIN_KEYS}
+        model = PxBySubpixelModel(px.pop("channel_ids"), **{k: v for k, v in px.items() if v is not None})
+        train.update({k: v for k, v in opts.items() if v is not None})
     else:
         raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
     return model, train
@@ -355,6 +462,11 @@ def default_config(config_path: str) -> dict:
         "channel_major": {"window_radius": 2, "share_trunk": True},
         "imagegpt": {"n_embd": 128, "n_layer": 3, "n_head": 4, "attention": "sdpa", "batch_size": 8,
                      "eval_batch_size": 8, "learning_rate": None},
+        # PxByConfig fields (any of them but the vocabulary layout; null = PxByConfig's default) + channel_ids +
+        # training options (null = train.*)
+        "pxby": {"backbone": "lstm", "bidirectional": False, "hidden_size": 128, "embed_dim": None, "use_conv": True,
+                 "kernel_size": 3, "state_size": 224, "num_hidden_layers": 2, "dropout": 0.0, "channel_ids": True,
+                 "batch_size": 8, "eval_batch_size": 8, "learning_rate": None},
         "train": {"seed": int(tr.get("seed", 0)), "batch_size": int(tr.get("batch_size", 32)),
                   "learning_rate": float(tr.get("learning_rate", 1e-3)), "weight_decay": float(tr.get("weight_decay", 0.0)),
                   "warmup_frac": 0.05, "grad_clip": 1.0, "eval_batch_size": 64},
@@ -372,6 +484,10 @@ def apply_overrides(cfg: dict, sets: list[str]) -> dict:
         if section not in cfg:
             raise ValueError(f"--set {s!r}: unknown section {section!r} (sections: {', '.join(cfg)})")
         known = set(cfg[section]) | (set(PixelContextCodecConfig().to_dict()) if section == "context" else set())
+        if section == "pxby":
+            if k in PxBySubpixelModel.LAYOUT_KEYS:
+                raise ValueError(f"--set {s!r}: {k!r} is fixed by the sub-pixel sequence format (see PxBySubpixelModel)")
+            known |= set(PxByConfig.__annotations__)
         if k not in known:
             raise ValueError(f"--set {s!r}: unknown key {k!r} in {section!r} (keys: {', '.join(sorted(cfg[section]))})")
         cfg[section][k] = yaml.safe_load(value)
@@ -405,7 +521,7 @@ def main(argv=None) -> dict:
     p.add_argument("--wallpaper_dir", default=os.environ.get("PIXELTOK_WALLPAPERS"))
     p.add_argument("--backgrounds_dir", default=os.environ.get("PIXELTOK_BACKGROUNDS"))
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value; sections: context, channel_major, imagegpt, train, data")
+                   help="override a config value; sections: context, channel_major, imagegpt, pxby, train, data")
     p.add_argument("--out", default="bench_codec_models.json")
     args = p.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -431,6 +547,8 @@ def main(argv=None) -> dict:
         r.update(decode_cost(name, model, dc["tile_size"], dc["tile_size"]))
         if name == "imagegpt-interleaved":
             r["attention"] = model.attention
+        elif name == "pxby-interleaved":
+            r["pxby_config"] = model.config.to_diff_dict()
         results[name] = r
         print(f"{name}: held-out {r['heldout_bpsp']:.4f} bpsp after {r['steps']} steps ({r['train_tiles_per_s']:.1f} tiles/s)",
               flush=True)

@@ -101,6 +101,15 @@ def photo_tiles(photos: dict[str, np.ndarray], scales: list[int], size: int, cap
     return np.concatenate(out) if out else np.zeros((0, size, size, 3), np.uint8)
 
 
+def mirror_random_half(tiles: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``(B, H, W, 3)`` -> the same tiles, each mirrored left-right with probability 1/2 (one draw per tile).
+
+    A photo's statistics are left-right symmetric but the codec's causal order is not, so a mirrored tile is a
+    new training example for free."""
+    m = (torch.rand(tiles.shape[0], generator=generator) < 0.5).to(tiles.device).view(-1, 1, 1, 1)
+    return torch.where(m, tiles.flip(2), tiles)
+
+
 # ---- card ---------------------------------------------------------------------------------------------------------
 CARD = """---
 library_name: transformers
@@ -117,7 +126,7 @@ range coder (constriction) to compress images losslessly (`.ptk` files).
   `lomiri-wallpapers-20.04`, `mate-backgrounds`) and scikit-image photos {train_s}; {n_train:,} training tiles.
 - Held out (never trained on): wallpapers {held_w}; scikit-image {held_s}.
 - Training: {steps} steps x {batch} tiles (x{accum} accumulation, {procs} process(es)), AdamW lr {lr}, cosine,
-  seed {seed}, {minutes:.1f} min on {hardware}.
+  seed {seed}, {minutes:.1f} min on {hardware}{init}; tiles mirrored at random: {hflip}.
 - Held-out ideal code length: **{bpsp:.4f} bits per sub-pixel** on {n_eval} held-out tiles (-sum log2 p; real
   coded sizes, with PNG / WebP / JPEG-XL on the same tiles: `benchmarks/bench_codec.py`).
 
@@ -223,12 +232,16 @@ def main(argv=None):
     batches_before_epoch = step * tc["gradient_accumulation_steps"] - skip
     bar = tqdm(total=total, initial=step, disable=not accelerator.is_local_main_process, desc="train")
     ema, done = None, step >= total
+    hflip = bool(tc.get("hflip", False))  # not resumed bit-exactly: the flips have their own generator
+    flip_g = torch.Generator().manual_seed(tc["seed"] + 3 + accelerator.process_index)
     model.train()
     while not done:
         train_dl.set_epoch(epoch) if hasattr(train_dl, "set_epoch") else None
         loader = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
         skip = 0
         for (batch,) in loader:
+            if hflip:
+                batch = mirror_random_half(batch, flip_g)
             with accelerator.accumulate(model):
                 loss = model(batch.long()).loss
                 accelerator.backward(loss)
@@ -275,7 +288,8 @@ def main(argv=None):
             n_train=len(train), held_w=dc["heldout_wallpapers"], held_s=dc["heldout_skimage"], steps=step,
             batch=tc["batch_size"], accum=tc["gradient_accumulation_steps"], procs=accelerator.num_processes,
             lr=tc["learning_rate"], seed=tc["seed"], minutes=minutes, hardware=hardware, bpsp=bpsp, n_eval=len(held),
-            config=args.config))
+            config=args.config, hflip="yes" if hflip else "no",
+            init=f", starting from the weights of `{args.init_from}`" if args.init_from else ""))
         accelerator.print(json.dumps({k: v for k, v in results.items() if k != "config"}))
         if args.push_to_hub:
             from huggingface_hub import ModelCard

@@ -72,3 +72,21 @@ def test_init_from_continues_from_saved_weights(runs, tmp_path):
     src, cont = (json.loads((d / "eval_results.json").read_text()) for d in (a, out))
     assert cont["steps"] == 0
     assert cont["eval_bits_per_subpixel"] == pytest.approx(src["eval_bits_per_subpixel"], abs=1e-6)
+
+
+def test_mirror_random_half_flips_whole_tiles_deterministically():
+    """train.hflip: each tile is either untouched or mirrored left-right, about half of them, same draw per seed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_codec", ROOT / "recipes" / "train_codec.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tiles = torch.randint(0, 256, (400, 4, 5, 3), dtype=torch.uint8)
+    out = mod.mirror_random_half(tiles, torch.Generator().manual_seed(7))
+    same = (out == tiles).flatten(1).all(1)
+    flipped = (out == tiles.flip(2)).flatten(1).all(1)
+    assert bool((same ^ flipped).all())  # random tiles are never their own mirror image: exactly one holds
+    assert 150 < int(flipped.sum()) < 250
+    again = mod.mirror_random_half(tiles, torch.Generator().manual_seed(7))
+    assert torch.equal(out, again)
+    assert out.dtype == tiles.dtype and out.shape == tiles.shape
