@@ -261,7 +261,7 @@ def main(argv=None):
                                   f"minutes {minutes:.1f}", flush=True)
             if step % tc["save_every"] == 0:
                 save(f"checkpoint-{step}")
-            if step >= total or minutes >= tc["max_train_minutes"]:
+            if step >= min(total, tc.get("stop_step") or total) or minutes >= tc["max_train_minutes"]:
                 done = True
                 break
         else:
