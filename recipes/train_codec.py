@@ -231,7 +231,8 @@ def main(argv=None):
     t0, elapsed_before = time.time(), 0.0
     batches_before_epoch = step * tc["gradient_accumulation_steps"] - skip
     bar = tqdm(total=total, initial=step, disable=not accelerator.is_local_main_process, desc="train")
-    ema, done = None, step >= total
+    end = min(total, tc.get("stop_step") or total)  # stop_step: end early without changing the schedule's length
+    ema, done = None, step >= end
     hflip = bool(tc.get("hflip", False))  # not resumed bit-exactly: the flips have their own generator
     flip_g = torch.Generator().manual_seed(tc["seed"] + 3 + accelerator.process_index)
     model.train()
@@ -261,7 +262,7 @@ def main(argv=None):
                                   f"minutes {minutes:.1f}", flush=True)
             if step % tc["save_every"] == 0:
                 save(f"checkpoint-{step}")
-            if step >= min(total, tc.get("stop_step") or total) or minutes >= tc["max_train_minutes"]:
+            if step >= end or minutes >= tc["max_train_minutes"]:
                 done = True
                 break
         else:

@@ -90,3 +90,18 @@ def test_mirror_random_half_flips_whole_tiles_deterministically():
     again = mod.mirror_random_half(tiles, torch.Generator().manual_seed(7))
     assert torch.equal(out, again)
     assert out.dtype == tiles.dtype and out.shape == tiles.shape
+
+
+def test_stop_step_ends_early_on_the_full_schedule(tmp_path):
+    """train.stop_step ends the run at that step; max_steps still sets the cosine's length (lr not yet 0)."""
+    import yaml
+
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["train"]["stop_step"] = 2
+    path = tmp_path / "stop.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "stop"
+    accelerate_launch("train_codec.py", "--config", str(path), "--output_dir", str(out), timeout=120)
+    res = json.loads((out / "eval_results.json").read_text())
+    assert res["steps"] == 2 < cfg["train"]["max_steps"]
+    assert (out / "checkpoint-2").is_dir()
