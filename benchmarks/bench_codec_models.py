@@ -76,7 +76,8 @@ from pixeltok.models.pxby import PxByConfig, PxByModel  # noqa: E402
 from train_codec import load_photos, photo_tiles  # noqa: E402
 
 VARIANTS = ("context-interleaved", "context-channel-major", "imagegpt-interleaved", "pxby-interleaved")
-PXBY_TRAIN_KEYS = ("batch_size", "eval_batch_size", "learning_rate")  # pxby.* keys that are training options
+# imagegpt.* / pxby.* keys that are training options (null = train.*), not model hyper-parameters
+VARIANT_TRAIN_KEYS = ("batch_size", "eval_batch_size", "learning_rate")
 BASELINE = "context-interleaved"
 DEFAULT_CONFIG = os.path.join(ROOT, "recipes", "configs", "codec_default.yaml")
 
@@ -388,10 +389,10 @@ def build(name: str, cfg: dict) -> tuple[nn.Module, dict]:
         ig = cfg["imagegpt"]
         model = ImageGPTSubpixelModel(ig["n_embd"], ig["n_layer"], ig["n_head"], cfg["data"]["tile_size"], ig["attention"])
         # its own batch sizes; learning rate null = train.learning_rate
-        train.update({k: ig[k] for k in ("batch_size", "learning_rate", "eval_batch_size") if ig.get(k) is not None})
+        train.update({k: ig[k] for k in VARIANT_TRAIN_KEYS if ig.get(k) is not None})
     elif name == "pxby-interleaved":
         px = dict(cfg["pxby"])
-        opts = {k: px.pop(k) for k in PXBY_TRAIN_KEYS}
+        opts = {k: px.pop(k) for k in VARIANT_TRAIN_KEYS}
         model = PxBySubpixelModel(px.pop("channel_ids"), **{k: v for k, v in px.items() if v is not None})
         train.update({k: v for k, v in opts.items() if v is not None})
     else:

@@ -230,8 +230,8 @@ def main(argv=None):
 
     t0, elapsed_before = time.time(), 0.0
     batches_before_epoch = step * tc["gradient_accumulation_steps"] - skip
-    bar = tqdm(total=total, initial=step, disable=not accelerator.is_local_main_process, desc="train")
     end = min(total, tc.get("stop_step") or total)  # stop_step: end early without changing the schedule's length
+    bar = tqdm(total=end, initial=step, disable=not accelerator.is_local_main_process, desc="train")
     ema, done = None, step >= end
     hflip = bool(tc.get("hflip", False))  # not resumed bit-exactly: the flips have their own generator
     flip_g = torch.Generator().manual_seed(tc["seed"] + 3 + accelerator.process_index)

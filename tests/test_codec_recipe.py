@@ -93,7 +93,7 @@ def test_mirror_random_half_flips_whole_tiles_deterministically():
 
 
 def test_stop_step_ends_early_on_the_full_schedule(tmp_path):
-    """train.stop_step ends the run at that step; max_steps still sets the cosine's length (lr not yet 0)."""
+    """train.stop_step ends the run at that step, before train.max_steps (which still sets the cosine's length)."""
     import yaml
 
     cfg = yaml.safe_load(TINY.read_text())
