@@ -34,6 +34,14 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def pytest_report_header(config):
+    """The versions this run resolved: an upstream release that breaks a test is then visible in the log."""
+    from importlib.metadata import version
+
+    names = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "huggingface_hub", "numpy", "pillow")
+    return "pixeltok stack: " + ", ".join(f"{n} {version(n)}" for n in names)
+
+
 def pytest_unconfigure(config):
     _HUB.stop()
     shutil.rmtree(_HF_HOME, ignore_errors=True)

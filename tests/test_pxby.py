@@ -14,6 +14,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from pixeltok.models.pxby import PxByCache, PxByConfig, PxByForCausalLM, PxByModel
+from pixeltok.models.pxby.modeling_pxby import CACHE_NAME
 from pixeltok.tokenization.pixelbytes import PixelBytesTokenizer
 
 BACKBONES = {
@@ -298,6 +299,38 @@ def test_cache_object_is_reused_across_calls(tok):
     with torch.no_grad():
         full = m(ids).logits
         out = m(ids[:, :20], use_cache=True)
-        assert isinstance(out.past_key_values, PxByCache) and out.past_key_values.get_seq_length() == 20
-        rest = m(ids[:, 20:], past_key_values=out.past_key_values, use_cache=True).logits
+        cache = out[CACHE_NAME]  # `cache` from transformers 5.24 on, `past_key_values` before
+        assert isinstance(cache, PxByCache) and cache.get_seq_length() == 20
+        rest = m(ids[:, 20:], cache=cache, use_cache=True).logits
     assert torch.allclose(torch.cat([out.logits, rest], 1), full, atol=1e-5)
+    with torch.no_grad():  # the pre-5.24 keyword still works
+        out = m(ids[:, :20], use_cache=True)
+        rest = m(ids[:, 20:], past_key_values=out[CACHE_NAME], use_cache=True).logits
+    assert torch.allclose(torch.cat([out.logits, rest], 1), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["lstm", "transformer", "mamba"])
+def test_generate_prints_no_warning_and_steps_one_token_at_a_time(tmp_path, tok, backbone):
+    """transformers 5.24 renamed `past_key_values` to `cache`: generate must hand our cache back (one new token per
+    forward after the prompt) and print nothing, on the installed release. A fresh process, since transformers
+    warns only once per process."""
+    m = model(backbone)
+    m.save_pretrained(tmp_path / "ckpt")
+    code = textwrap.dedent(f"""
+        import torch, pixeltok
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging
+        logging.disable_progress_bar()  # transformers' own "Loading weights" bar: not ours to judge here
+        m = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'ckpt')!r}).eval()
+        lengths = []
+        m.model.register_forward_pre_hook(lambda mod, args, kw: lengths.append(kw["input_ids"].shape[1]),
+                                          with_kwargs=True)
+        out = m.generate(torch.tensor([[1, 72, 105, 10]]), max_new_tokens=6, do_sample=False)
+        assert out.shape == (1, 10), out.shape
+        assert lengths == [4, 1, 1, 1, 1, 1], lengths
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip() == "ok"
+    assert r.stderr == "", r.stderr[-3000:]

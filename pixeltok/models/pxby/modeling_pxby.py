@@ -21,7 +21,10 @@ This file only needs torch and transformers, so a saved folder loads with ``trus
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +37,23 @@ from transformers.models.mamba.configuration_mamba import MambaConfig
 from transformers.models.mamba.modeling_mamba import MambaBlock, MambaMixer, MambaRMSNorm
 
 from .configuration_pxby import PxByConfig
+
+# transformers 5.24 renamed the generation cache argument and output field ``past_key_values`` (and Mamba's
+# ``cache_params``) to ``cache``, and warns on the old names; earlier 5.x only know the old ones. Use whichever this
+# install has, so generate() hands us our cache back on both sides of the rename, without a warning.
+CACHE_NAME = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+_MAMBA_CACHE_NAME = "cache" if "cache" in inspect.signature(MambaBlock.forward).parameters else "cache_params"
+
+
+def _take_cache(cache, kwargs: dict):
+    """The cache passed under either name (``cache`` or ``past_key_values``); both at once is an error."""
+    for name in ("cache", "past_key_values"):
+        if kwargs.get(name) is not None:
+            if cache is not None and kwargs[name] is not cache:
+                raise ValueError("PxBy: pass the cache once, as `cache` or `past_key_values`")
+            cache = kwargs[name]
+        kwargs.pop(name, None)
+    return cache
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -460,12 +480,22 @@ class PxByTransformer(nn.Module):
         return _layer_norm(self.ln_f, x)
 
 
+def _drop_cpu_kernel_advice(record: logging.LogRecord) -> bool:
+    # transformers advises installing the CUDA-only mamba kernels whenever it runs the reference scan; with no CUDA
+    # device there is nothing to install, so on CPU that line is noise on every PxBy Mamba run
+    return "falling back to its reference PyTorch implementation" not in record.getMessage()
+
+
 class PxByMamba(nn.Module):
     """transformers' Mamba: ``MambaBlock`` layers (RMSNorm -> ``MambaMixer`` -> residual) and a final RMSNorm; runs on
     CPU through the reference PyTorch scan, on GPU through the CUDA kernels when installed."""
 
     def __init__(self, config: PxByConfig):
         super().__init__()
+        if not torch.cuda.is_available():
+            kernel_logger = logging.getLogger("transformers.integrations.hub_kernels")
+            if _drop_cpu_kernel_advice not in kernel_logger.filters:
+                kernel_logger.addFilter(_drop_cpu_kernel_advice)
         self.mamba_config = mamba_config(config)
         self.layers = nn.ModuleList(MambaBlock(self.mamba_config, layer_idx=i) for i in range(config.num_hidden_layers))
         self.norm_f = MambaRMSNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -473,7 +503,7 @@ class PxByMamba(nn.Module):
 
     def forward(self, x, cache=None, attention_mask=None):
         for layer in self.layers:
-            x = layer(x, cache_params=cache, attention_mask=attention_mask)
+            x = layer(x, attention_mask=attention_mask, **{_MAMBA_CACHE_NAME: cache})
         return self.norm_f(x.to(self.norm_f.weight.dtype))
 
 
@@ -551,7 +581,7 @@ class PxByModel(PxByPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         input_windows: torch.LongTensor | None = None,
-        past_key_values: PxByCache | None = None,
+        cache: PxByCache | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -561,7 +591,8 @@ class PxByModel(PxByPreTrainedModel):
         input_ids: ``(B, L)`` unified byte + palette ids (for generation with a cache: only the new tokens).
         attention_mask: ``(B, L)`` or ``(B, past + L)``; 1 = token, 0 = padding (one contiguous block of ones per row).
         input_windows: ``(B, L, 3, 3)`` precomputed windows (else built from ``input_ids``).
-        past_key_values: a :class:`PxByCache` from a previous call (``use_cache=True`` creates one).
+        cache: a :class:`PxByCache` from a previous call (``use_cache=True`` creates one); also accepted as
+            ``past_key_values``, the name before transformers 5.24.
         return_dict: ``False`` returns the tuple ``(last_hidden_state, cache or None)``.
         """
         c = self.config
@@ -572,10 +603,10 @@ class PxByModel(PxByPreTrainedModel):
         if input_ids is not None and input_ids.dim() != 2:
             raise ValueError(f"PxByModel: input_ids must be (B, L), got {tuple(input_ids.shape)}")
         use_cache = use_cache if use_cache is not None else (c.use_cache and not self.training)
-        cache = past_key_values
+        cache = _take_cache(cache, kwargs)
         if cache is not None and not isinstance(cache, PxByCache):
             if cache.get_seq_length() > 0:
-                raise TypeError(f"PxByModel: past_key_values must be a PxByCache, got {type(cache).__name__}")
+                raise TypeError(f"PxByModel: the cache must be a PxByCache, got {type(cache).__name__}")
             cache = None  # an empty generic cache (e.g. made by generate for us): replace it
         if use_cache and cache is None:
             cache = PxByCache()
@@ -641,7 +672,7 @@ class PxByModel(PxByPreTrainedModel):
             cache.seen_tokens += L
         if return_dict is False:
             return h, cache if use_cache else None
-        return BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache if use_cache else None)
+        return BaseModelOutputWithPast(last_hidden_state=h, **{CACHE_NAME: cache if use_cache else None})
 
 
 class PxByForCausalLM(PxByPreTrainedModel, GenerationMixin):
@@ -664,17 +695,21 @@ class PxByForCausalLM(PxByPreTrainedModel, GenerationMixin):
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
         # our state is not a stack of key/value layers: give generate a PxByCache instead of a DynamicCache
-        if model_kwargs.get("past_key_values") is None and generation_config.use_cache is not False:
-            model_kwargs["past_key_values"] = PxByCache()
-        elif model_kwargs.get("past_key_values") is not None:
-            model_kwargs["past_key_values"]._is_user_defined = True
+        cache = _take_cache(None, model_kwargs)
+        if cache is None and generation_config.use_cache is not False:
+            cache = PxByCache()
+        elif cache is not None:
+            cache._is_user_defined = True
+        if cache is not None:
+            model_kwargs[CACHE_NAME] = cache
 
-    def prepare_inputs_for_generation(self, input_ids, next_sequence_length=None, past_key_values=None,
-                                      attention_mask=None, is_first_iteration=False, **kwargs):
+    def prepare_inputs_for_generation(self, input_ids, next_sequence_length=None, cache=None, attention_mask=None,
+                                      is_first_iteration=False, **kwargs):
         # lean on purpose: with a cache only the new token goes in; the window state rebuilds its 3x3 neighbourhood
+        cache = _take_cache(cache, kwargs)
         if next_sequence_length is not None:
             input_ids = input_ids[:, -next_sequence_length:]
-        inputs = {"input_ids": input_ids, "past_key_values": past_key_values, "attention_mask": attention_mask}
+        inputs = {"input_ids": input_ids, CACHE_NAME: cache, "attention_mask": attention_mask}
         for k, v in kwargs.items():
             if k not in ("labels", "position_ids", "cache_position", "inputs_embeds") and k not in inputs:
                 inputs[k] = v
@@ -685,7 +720,7 @@ class PxByForCausalLM(PxByPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         input_windows: torch.LongTensor | None = None,
-        past_key_values: PxByCache | None = None,
+        cache: PxByCache | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
@@ -699,8 +734,9 @@ class PxByForCausalLM(PxByPreTrainedModel, GenerationMixin):
         """
         kwargs.pop("position_ids", None)
         kwargs.pop("cache_position", None)
+        cache = _take_cache(cache, kwargs)
         h, cache = self.model(input_ids=input_ids, attention_mask=attention_mask, input_windows=input_windows,
-                              past_key_values=past_key_values, use_cache=use_cache, return_dict=False)
+                              cache=cache, use_cache=use_cache, return_dict=False)
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             h = h[:, -logits_to_keep:]
         elif isinstance(logits_to_keep, torch.Tensor):
@@ -709,7 +745,7 @@ class PxByForCausalLM(PxByPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_NAME: cache})
 
 
 # -- registration: at import of the package module only (a copy loaded through trust_remote_code leaves the mapping
