@@ -1,11 +1,13 @@
 """CIFAR-10 binary archive + image tiles builder (pixeltok.data.load_cifar_tiles), on fixtures built here."""
 
 import functools
+import gzip
 import http.server
 import io
 import logging
 import os
 import pickle
+import re
 import tarfile
 import threading
 
@@ -283,3 +285,83 @@ def test_dataset_card_states_processing(photos, tmp_path):
     assert 'load_dataset("me/tiles", "cifar_style")' in text and "downscale=4" in text and "r0, g0, b0" in text
     with pytest.raises(ValueError, match="license"):
         render_dataset_card("cifar_tiles", dataset=dd, source="x")
+
+
+# -- damaged archives and unsafe paths (each used to load silently) --------------------------------------------------
+def tar_blob(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_flipped_bytes_in_targz_raise_naming_the_file(cifar, tmp_path):
+    good = cifar["archive"].read_bytes()
+    # one flipped byte used to give a corrupted row, two could drop test_batch.bin: the gzip CRC was never checked
+    for k, positions in enumerate(([len(good) // 2], [len(good) // 3, len(good) // 2 + 7], [len(good) - 6])):
+        bad = bytearray(good)
+        for p in positions:
+            bad[p] ^= 0x10
+        path = tmp_path / f"bad{k}.tar.gz"
+        path.write_bytes(bytes(bad))
+        with pytest.raises(DataSourceError, match=rf"bad{k}\.tar\.gz: corrupt"):
+            load_cifar_tiles(path, cache_dir=tmp_path / f"c{k}", val_size=0.0)
+    (tmp_path / "cut.tar.gz").write_bytes(good[:-100])
+    with pytest.raises(DataSourceError, match=r"cut\.tar\.gz: corrupt or truncated archive while reading member '.*test_batch\.bin'"):
+        load_cifar_tiles(tmp_path / "cut.tar.gz", cache_dir=tmp_path / "cut", val_size=0.0)
+
+
+def test_damaged_tar_header_or_missing_end_never_drops_members(tmp_path):
+    recs = make_records(2, 0).tobytes()
+    names = ["b/data_batch_1.bin", "b/data_batch_2.bin", "b/test_batch.bin"]
+    raw = tar_blob(dict.fromkeys(names, recs))
+    third = 2 * (512 + -(-len(recs) // 512) * 512)  # offset of test_batch.bin's header block
+    bad = bytearray(raw)
+    bad[third + 3] ^= 0x01  # header checksum fails: tarfile takes it for the end of the archive
+    # inside a valid gzip (the CRC cannot help) and as a plain .tar
+    (tmp_path / "hdr.tar.gz").write_bytes(gzip.compress(bytes(bad)))
+    (tmp_path / "hdr.tar").write_bytes(bytes(bad))
+    for f in ("hdr.tar.gz", "hdr.tar"):
+        with pytest.raises(DataSourceError, match=rf"{f}: corrupt or truncated archive: after member 'b/data_batch_2\.bin' "
+                                                  "comes data that is not a valid member header"):
+            load_cifar_tiles(tmp_path / f, cache_dir=tmp_path / ("c-" + f), val_size=0.0)
+    (tmp_path / "cut.tar").write_bytes(raw[:third])  # cut exactly at a member boundary
+    with pytest.raises(DataSourceError, match=r"cut\.tar: .*after member 'b/data_batch_2\.bin' comes no end-of-archive marker"):
+        load_cifar_tiles(tmp_path / "cut.tar", cache_dir=tmp_path / "cut", val_size=0.0)
+    (tmp_path / "ok.tar").write_bytes(raw)
+    dd = load_cifar_tiles(tmp_path / "ok.tar", cache_dir=tmp_path / "ok", val_size=0.0)
+    assert (dd["train"].num_rows, dd["test"].num_rows) == (4, 2)
+
+
+def test_unsafe_member_names_and_oversized_members_are_refused(tmp_path):
+    recs = make_records(2, 1).tobytes()
+    for k, name in enumerate(("../cifar-10-batches-bin/data_batch_1.bin", "/tmp/cifar-10-batches-bin/test_batch.bin",
+                              "b/../../test_batch.bin")):
+        arch = write_tar(tmp_path / f"evil{k}.tar.gz", {"b/data_batch_2.bin": recs, name: recs})
+        with pytest.raises(DataSourceError, match=rf"evil{k}\.tar\.gz: member '{re.escape(name)}' has an absolute path or a '\.\.'"):
+            load_cifar_tiles(arch, cache_dir=tmp_path / f"c{k}", val_size=0.0)
+    # a header claiming more than 10000 records is refused before anything that big is read or allocated
+    ti = tarfile.TarInfo("b/test_batch.bin")
+    ti.size = 10001 * 3073
+    (tmp_path / "huge.tar").write_bytes(ti.tobuf(tarfile.USTAR_FORMAT) + b"\0" * 4096)
+    with pytest.raises(DataSourceError, match=r"huge\.tar: member b/test_batch\.bin: 30733073 bytes is more than a CIFAR-10 batch"):
+        load_cifar_tiles(tmp_path / "huge.tar", cache_dir=tmp_path / "h", val_size=0.0)
+
+
+def test_folder_symlink_leaving_the_folder_is_refused(cifar, tmp_path):
+    d = tmp_path / "batches"
+    d.mkdir()
+    (d / "data_batch_1.bin").write_bytes(make_records(2, 2).tobytes())
+    (d / "test_batch.bin").symlink_to(cifar["folder"] / "test_batch.bin")  # outside d
+    with pytest.raises(DataSourceError, match=r"test_batch\.bin: resolves to .*outside the data folder"):
+        load_cifar_tiles(d, cache_dir=tmp_path / "c", val_size=0.0)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32)).save(photos / "a.png")
+    (photos / "b.png").symlink_to(tmp_path / "outside.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "outside.png")
+    with pytest.raises(DataSourceError, match=r"b\.png: resolves to .*outside the data folder"):
+        load_cifar_tiles(photos, cache_dir=tmp_path / "t", val_size=0, test_size=0)

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import re
 import tarfile
 
 import numpy as np
@@ -313,3 +314,107 @@ def test_prepare_wesnoth_from_a_deb(tmp_path):
     dd = load_pokemon(out, cache_dir=tmp_path / "c", val_size=0, test_size=0)
     assert dd["train"]["name"] == ["Elvish Archer", "Sea Thing"]
     assert dd["train"]["caption"][0].startswith('as primarily foragers, most elves learn to become "proficient"')
+
+
+# -- paths leaving the folder, wrong types / encodings, corrupt PNGs (each used to load silently or crash raw) -------
+@pytest.fixture()
+def outside(tmp_path):
+    """A sprite folder ``data/`` with one good row, and a sprite in a sibling folder ``other/``."""
+    (tmp_path / "other").mkdir()
+    draw_sprite(0).save(tmp_path / "other" / "s0.png")
+    d = tmp_path / "data"
+    d.mkdir()
+    draw_sprite(1).save(d / "s1.png")
+    return d
+
+
+def test_metadata_paths_leaving_the_folder_are_refused(outside, tmp_path):
+    d = outside
+    (d / "link.png").symlink_to(tmp_path / "other" / "s0.png")
+    for k, fn in enumerate(("../other/s0.png", str(tmp_path / "other" / "s0.png"), "link.png", "sub/../../other/s0.png")):
+        rows = [{"file_name": "s1.png", "caption": "fine"}, {"file_name": fn, "caption": "stolen"}]
+        (d / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+        with pytest.raises(DataSourceError, match=rf"metadata\.jsonl line 2: file_name '{re.escape(fn)}':? (is absolute or "
+                                                  r"contains '\.\.'|resolves to .*outside the data folder)"):
+            load_pokemon(d, cache_dir=tmp_path / f"c{k}", val_size=0, test_size=0, errors="skip")  # never skipped
+    (d / "metadata.jsonl").unlink()
+    (d / "s1.txt").write_text("fine")
+    (d / "link.txt").write_text("stolen")
+    with pytest.raises(DataSourceError, match=r"link\.png: resolves to .*outside the data folder"):
+        load_pokemon(d, cache_dir=tmp_path / "pairs", val_size=0, test_size=0)
+
+
+def test_metadata_wrong_types_and_encodings_raise_clearly(outside, tmp_path):
+    d = outside
+    cases = [(b'{"file_name": 5, "caption": "x"}', r" line 1: file_name must be a non-empty relative path \(a string\), got 5"),
+             (b'{"file_name": "s1.png", "caption": "caf\xe9"}', r" line 1: not valid UTF-8 \(invalid continuation byte at byte 39\)"),
+             (b'{"file_name": "s1.png", "caption": "x", "name": {"a": 1}}', r" line 1: 'name' must be a string"),
+             (b'{"file_name": "s1.png", "caption": "x", "n": ' + b"9" * 5000 + b"}", r" line 1: unreadable JSON"),
+             (b"\n\n", r": lists no usable sprite")]
+    for k, (text, msg) in enumerate(cases):
+        (d / "metadata.jsonl").write_bytes(text)
+        with pytest.raises(DataSourceError, match=r"metadata\.jsonl" + msg):
+            load_pokemon(d, cache_dir=tmp_path / f"c{k}", val_size=0, test_size=0)
+    (d / "metadata.jsonl").unlink()
+    (d / "s1.txt").write_bytes(b"caf\xe9 au lait")  # latin-1: used to lose the accent silently ("replace")
+    with pytest.raises(DataSourceError, match=r"s1\.txt line 1: not valid UTF-8"):
+        load_pokemon(d, cache_dir=tmp_path / "pairs", val_size=0, test_size=0)
+
+
+def test_png_with_corrupt_pixel_data_is_refused(tmp_path):
+    d = tmp_path / "png"
+    d.mkdir()
+    draw_sprite(2).save(d / "s.png")
+    (d / "s.txt").write_text("a sprite")
+    good = (d / "s.png").read_bytes()
+    ref = np.asarray(Image.open(d / "s.png").convert("RGBA"))
+    # find a byte of the deflate data whose flip Pillow decodes without complaint into different pixels
+    # (Pillow skips IDAT CRCs and stops before the zlib Adler-32)
+    idat = good.index(b"IDAT") + 4
+    silent = None
+    for p in range(idat, idat + 200):
+        bad = bytearray(good)
+        bad[p] ^= 0x04
+        try:
+            px = np.asarray(Image.open(io.BytesIO(bytes(bad))).convert("RGBA"))
+        except Exception:
+            continue
+        if not np.array_equal(px, ref):
+            silent = bytes(bad)
+            break
+    assert silent is not None
+    (d / "s.png").write_bytes(silent)
+    with pytest.raises(DataSourceError, match=r"s\.png: PNG chunk 1 \(b'IDAT'\) at byte \d+: CRC mismatch"):
+        load_pokemon(d, cache_dir=tmp_path / "c", val_size=0, test_size=0)
+    (d / "s.png").write_bytes(good[:-20])  # truncated inside IDAT
+    with pytest.raises(DataSourceError, match=r"s\.png: PNG chunk 1 \(b'IDAT'\) .*past the end of the"):
+        load_pokemon(d, cache_dir=tmp_path / "c", val_size=0, test_size=0)
+
+
+def test_wesnoth_refuses_paths_leaving_the_images_folder_and_bad_deb_sizes(tmp_path):
+    core = "usr/share/games/wesnoth/1.16/data/core"
+    buf = io.BytesIO()
+    draw_sprite(0, (72, 72)).save(buf, "PNG")
+    # from <debs>/extracted/<core>/images, nine levels up is <debs>/: the old code copied secret.png into the corpus
+    wml = '[unit_type]\n    id=Thief\n    image="../../../../../../../../../secret.png"\n    description= _ "Steals."\n[/unit_type]\n'
+    files = {f"{core}/units/thief.cfg": wml.encode(), f"{core}/images/units/ok.png": buf.getvalue()}
+    debdir = tmp_path / "debs"
+    debdir.mkdir()
+    draw_sprite(3, (72, 72)).save(debdir / "secret.png")
+    deb = debdir / "wesnoth-1.16-data_1.16.9-1_all.deb"
+    make_fake_deb(deb, files)
+    with pytest.raises(DataSourceError, match=r"thief\.cfg unit 'Thief': image '\.\./.*secret\.png' is absolute or contains '\.\.'"):
+        prepare_wesnoth(tmp_path / "corpus", deb_dir=debdir)
+    good = deb.read_bytes()
+    at = good.index(b"data.tar.xz") + 48  # the member's 10-byte size field
+    for k, bad in enumerate((good[:at] + b"12x4567890" + good[at + 10:], good[:at] + b"9999999999" + good[at + 10:])):
+        deb.write_bytes(bad)
+        with pytest.raises(DataSourceError, match=r"\.deb: ar member 'data\.tar\.xz' at byte \d+: bad header"):
+            extract_deb(deb, tmp_path / f"x{k}")
+    # data.tar.xz cut short, the ar size fixed to match: the xz check fails instead of files going missing
+    payload_at = good.index(b"data.tar.xz") + 60
+    size = int(good[at:at + 10])
+    cut = good[:at] + f"{size - 40:<10}".encode() + good[at + 10:payload_at + size - 40]
+    deb.write_bytes(cut)
+    with pytest.raises(DataSourceError, match=r"\.deb: data\.tar\.xz: (not a readable tar archive|corrupt).*Compressed file ended"):
+        extract_deb(deb, tmp_path / "x")

@@ -8,7 +8,9 @@ Configs
     blue, each in raster order (https://www.cs.toronto.edu/~kriz/cifar.html). Splits: ``train`` (data_batch_1..5
     minus the validation carve-out), ``validation`` (``val_size``, a fraction drawn per batch file with a seeded
     permutation), ``test`` (test_batch). The python (pickle) archive is refused: unpickling downloaded data can run
-    arbitrary code.
+    arbitrary code. Archives are read through to the end so the gzip CRC is checked, and a damaged or truncated
+    archive, a member named with an absolute path or ``..``, or a batch over 10000 records raises
+    :class:`~pixeltok.data.DataSourceError` (file and member named) instead of loading wrong or missing rows.
 ``tiles``
     Any folder / list of images (any mode; alpha composited over ``background``), optionally box-downscaled by
     ``downscale``, cut into ``size`` tiles with ``pixeltok.tiling.cut_tiles`` (``stride``, ``border``). Splits are
@@ -32,6 +34,7 @@ Columns
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tarfile
@@ -45,11 +48,14 @@ from PIL import Image
 
 from ..image_io import ImageInputError, to_rgba
 from ..tiling import cut_tiles
-from ._common import (DataSourceError, box_downscale, check_errors_mode, composite_on, describe_config, fail_or_skip, is_url,
-                      list_image_files, logger, split_assignment)
+from ._common import (DataSourceError, box_downscale, check_errors_mode, check_image_file, check_resolves_inside, composite_on,
+                      describe_config, fail_or_skip, is_url, iter_tar, list_image_files, logger, split_assignment)
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 RECORD_BYTES = 1 + 3 * 32 * 32
+MAX_BATCH_RECORDS = 10000  # every official batch holds exactly 10000 records: a larger size is corrupt, never allocated
+_MAX_META_BYTES = 1 << 16
+_MAX_ARCHIVE_BYTES = 1 << 30  # decompressed; the official archive is ~185 MB
 CIFAR10_BINARY_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 _TRAIN_RE = re.compile(r"(?:^|/)data_batch_([1-5])\.bin$")
 _TEST_RE = re.compile(r"(?:^|/)test_batch\.bin$")
@@ -182,8 +188,8 @@ class CifarTiles(datasets.GeneratorBasedBuilder):
 
     def _cifar_examples(self, files, split_code):
         c = self.config
-        for kind, container, member, name, _ in files:
-            data = _read_batch(kind, container, member)
+        for kind, container, member, name, _, digest in files:
+            data = _read_batch(kind, container, member, digest)
             recs = _records(data, name, c.errors)  # (N, 3073) uint8
             labels = recs[:, 0]
             ok = labels < len(CIFAR10_LABELS)
@@ -212,8 +218,9 @@ class CifarTiles(datasets.GeneratorBasedBuilder):
         stride = int(c.stride or c.size)
         for file_no, path, rel in files:
             try:
+                check_image_file(path)  # PNG checksums, which Pillow partly skips
                 rgb = composite_on(to_rgba(path), tuple(c.background))
-            except ImageInputError as e:
+            except (ImageInputError, DataSourceError, Image.DecompressionBombError) as e:
                 fail_or_skip(c.errors, str(e))
                 continue
             if c.downscale > 1:
@@ -266,22 +273,53 @@ def _is_tar(path: str) -> bool:
     return path.endswith((".tar", ".tar.gz", ".tgz")) or (os.path.isfile(path) and tarfile.is_tarfile(path))
 
 
+def _is_batch(name: str) -> bool:
+    return bool(_TRAIN_RE.search(name) or _TEST_RE.search(name))
+
+
+def _check_size(size: int, name: str, limit: int, what: str) -> None:
+    """Sizes come from the tar header / file system: checked before anything that big is allocated."""
+    if size > limit:
+        raise DataSourceError(f"{name}: {size} bytes is more than {what} ({limit} bytes): corrupt or not a CIFAR-10 file")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _scan_tar(src: str) -> tuple[list[tuple[str, str, str, int, str | None]], str | None]:
+    """One checked pass over the whole archive (:func:`iter_tar`: CRC, end-of-archive marker, member names), keeping a
+    digest of each batch so the later reads (one per split and worker) are known to get the bytes checked here."""
+    entries, meta = [], None
+    for m, read in iter_tar(src, limit=_MAX_ARCHIVE_BYTES):
+        if not m.isfile():
+            continue
+        digest = None
+        where = f"{src}: member {m.name}"
+        if _is_batch(m.name):
+            _check_size(m.size, where, MAX_BATCH_RECORDS * RECORD_BYTES, f"a CIFAR-10 batch of {MAX_BATCH_RECORDS} records")
+            digest = _digest(read())
+        elif m.name.endswith("batches.meta.txt"):
+            _check_size(m.size, where, _MAX_META_BYTES, "a label list")
+            meta = read().decode("utf-8", "replace")
+        entries.append(("tar", src, m.name, m.size, digest))
+    return entries, meta
+
+
 def _list_cifar_batches(src: str, errors: str):
-    """-> ``([(kind, container, member, name, n_records)], meta_text | None)`` for the CIFAR-10 binary batches."""
-    entries: list[tuple[str, str, str, int]] = []  # (kind, container, member, size)
+    """-> ``([(kind, container, member, name, n_records, digest)], meta_text | None)`` for the CIFAR-10 binary batches."""
+    entries: list[tuple[str, str, str, int, str | None]] = []  # (kind, container, member, size, digest)
+    meta_text = None
     if os.path.isdir(src):
         for f in sorted(Path(src).rglob("*")):
             if f.is_file():
-                entries.append(("file", str(f), "", f.stat().st_size))
+                check_resolves_inside(Path(src), f)
+                entries.append(("file", str(f), "", f.stat().st_size, None))
     elif os.path.isfile(src) and _is_tar(src):
-        try:
-            with tarfile.open(src, "r:*") as tf:
-                entries = [("tar", src, m.name, m.size) for m in tf.getmembers() if m.isfile()]
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataSourceError(f"{src}: not a readable tar archive ({e})") from None
+        entries, meta_text = _scan_tar(src)
     elif os.path.isfile(src):
         if src.endswith(".bin"):
-            entries = [("file", src, "", os.path.getsize(src))]
+            entries = [("file", src, "", os.path.getsize(src), None)]
         else:
             with open(src, "rb") as f:
                 head = f.read(2)
@@ -302,16 +340,22 @@ def _list_cifar_batches(src: str, errors: str):
         raise DataSourceError(f"{where}: looks like CIFAR-100 binary (train.bin/test.bin, 2 label bytes per record); "
                               "this builder reads CIFAR-10 (data_batch_1..5.bin, test_batch.bin)")
     batches, meta = [], None
-    for (kind, container, member, size), name in zip(entries, names):
-        if _TRAIN_RE.search(name) or _TEST_RE.search(name):
+    for (kind, container, member, size, digest), name in zip(entries, names):
+        inside = f" (in {where})" if kind == "tar" else ""
+        if _is_batch(name):
+            _check_size(size, name + inside, MAX_BATCH_RECORDS * RECORD_BYTES, f"a CIFAR-10 batch of {MAX_BATCH_RECORDS} records")
             n, rest = divmod(size, RECORD_BYTES)
             if rest:
                 fail_or_skip(errors, f"{name}: {size} bytes is not a whole number of {RECORD_BYTES}-byte CIFAR-10 records "
-                                     f"({n} records + {rest} bytes): truncated or not a CIFAR-10 binary batch"
-                                     + (f" (in {where})" if kind == "tar" else ""))
-            batches.append((kind, container, member, name, n))
-        elif name.endswith("batches.meta.txt"):
-            meta = (kind, container, member)
+                                     f"({n} records + {rest} bytes): truncated or not a CIFAR-10 binary batch" + inside)
+            elif not n:
+                fail_or_skip(errors, f"{name}: is empty (0 bytes): truncated or not a CIFAR-10 binary batch" + inside)
+            batches.append((kind, container, member, name, n, digest))
+        elif name.endswith("batches.meta.txt") and kind == "file":
+            _check_size(size, name, _MAX_META_BYTES, "a label list")
+            with open(container, "rb") as f:
+                meta = f.read(_MAX_META_BYTES).decode("utf-8", "replace")
+    meta = meta_text if meta is None else meta
     if not any(_TRAIN_RE.search(b[3]) for b in batches) and not any(_TEST_RE.search(b[3]) for b in batches):
         shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
         raise DataSourceError(f"{where}: no CIFAR-10 binary batches (data_batch_1..5.bin, test_batch.bin) found; "
@@ -322,7 +366,7 @@ def _list_cifar_batches(src: str, errors: str):
         if key in counts:
             raise DataSourceError(f"{where}: batch {key} appears twice ({counts[key]} and {b[3]})")
         counts[key] = b[3]
-    return batches, (None if meta is None else _read_batch(*meta).decode("utf-8", "replace"))
+    return batches, meta
 
 
 def _check_meta(text: str) -> None:
@@ -331,14 +375,21 @@ def _check_meta(text: str) -> None:
         raise DataSourceError(f"batches.meta.txt lists labels {names[:12]}, not the CIFAR-10 classes {list(CIFAR10_LABELS)}")
 
 
-def _read_batch(kind: str, container: str, member: str) -> bytes:
+def _read_batch(kind: str, container: str, member: str, digest: str | None = None) -> bytes:
+    limit = MAX_BATCH_RECORDS * RECORD_BYTES
     if kind == "file":
         with open(container, "rb") as f:
-            return f.read()
-    with open(container, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tf:  # sequential: works on streams too
-        for m in tf:
-            if m.name == member:
-                return tf.extractfile(m).read()
+            data = f.read(limit + 1)  # bounded even if the file grew since it was listed
+        _check_size(len(data), container, limit, f"a CIFAR-10 batch of {MAX_BATCH_RECORDS} records")
+        return data
+    # the whole archive was checked by _scan_tar: stop at the member, and check it is the member that was checked
+    for m, read in iter_tar(container, limit=_MAX_ARCHIVE_BYTES):
+        if m.name == member and m.isfile():
+            _check_size(m.size, f"{container}: member {member}", limit, f"a CIFAR-10 batch of {MAX_BATCH_RECORDS} records")
+            data = read()
+            if digest is not None and _digest(data) != digest:
+                raise DataSourceError(f"{container}: member {member} changed since the archive was checked; build again")
+            return data
     raise DataSourceError(f"{container}: member {member} not found")
 
 

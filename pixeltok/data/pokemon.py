@@ -7,7 +7,8 @@ Sources (``config.source``)
   parquet files (a local copy, or a copy pushed by :func:`pixeltok.data.push_dataset_to_hub`);
 - raw material: a folder of sprite images with captions, either in ``metadata.jsonl`` / ``metadata.csv`` (columns
   ``file_name`` and ``caption``, optional ``name``; the ``datasets`` imagefolder convention) or as ``name.png`` +
-  ``name.txt`` pairs.
+  ``name.txt`` pairs. A ``file_name`` must stay inside the folder: absolute paths, ``..`` and symlinks resolving
+  outside are refused, as are text that is not UTF-8 and PNGs whose checksums fail.
 
 Processing (every step is a config field)
 -----------------------------------------
@@ -42,11 +43,12 @@ from typing import Iterator
 
 import datasets
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..image_io import ImageInputError
-from ._common import (DataSourceError, check_errors_mode, describe_config, fail_or_skip, is_hub_repo_id,
-                      list_image_files, logger, normalize_caption, split_assignment)
+from ._common import (PNG_SIGNATURE, DataSourceError, check_errors_mode, check_image_file, check_png, check_resolves_inside,
+                      describe_config, fail_or_skip, is_hub_repo_id, join_inside, list_image_files, logger, normalize_caption,
+                      split_assignment)
 
 _SPLIT_FILE_RE = re.compile(r"(?:^|[/_-])(train|validation|valid|val|test)(?:[-_./]|$)")
 
@@ -142,6 +144,7 @@ class Pokemon(datasets.GeneratorBasedBuilder):
             try:
                 if kind == "file":
                     src, where = ref, ref
+                    check_image_file(ref)  # PNG checksums, which Pillow partly skips
                 else:
                     file, row = ref
                     where = f"{file} row {row}"
@@ -149,7 +152,7 @@ class Pokemon(datasets.GeneratorBasedBuilder):
                         tables = {file: _read_parquet_images(file)}  # keep one file in memory at a time
                     src = _decode_bytes(tables[file][row], where)
                 idx = pixelize(src, long_side=c.long_side, transparency=c.transparency, crop=c.crop)
-            except ImageInputError as e:
+            except (ImageInputError, DataSourceError, Image.DecompressionBombError) as e:
                 msg = str(e)
                 fail_or_skip(c.errors, msg if where in msg else f"{where}: {msg}")
                 continue
@@ -225,7 +228,10 @@ def _parquet_items(files: list[Path], c: PokemonConfig, root: Path | None = None
             if need not in cols:
                 raise DataSourceError(f"{f}: no {need!r} column (columns: {cols}); expected the PixelBytes-Pokemon layout "
                                       f"with 'image' and '{c.caption_column}'")
-        table = pf.read(columns=[c.caption_column] + (["name"] if "name" in cols else []))
+        try:
+            table = pf.read(columns=[c.caption_column] + (["name"] if "name" in cols else []))
+        except Exception as e:  # corrupt pages: pyarrow raises ArrowInvalid, OSError, ...
+            raise DataSourceError(f"{f}: not a readable parquet file ({e})") from None
         captions = table.column(c.caption_column).to_pylist()
         names = table.column("name").to_pylist() if "name" in cols else [None] * len(captions)
         m = _SPLIT_FILE_RE.search(rel)
@@ -240,39 +246,59 @@ def _parquet_items(files: list[Path], c: PokemonConfig, root: Path | None = None
 def _read_parquet_images(file: str) -> list:
     import pyarrow.parquet as pq
 
-    return pq.read_table(file, columns=["image"]).column("image").to_pylist()
+    try:
+        return pq.read_table(file, columns=["image"]).column("image").to_pylist()
+    except Exception as e:  # corrupt pages: pyarrow raises ArrowInvalid, OSError, ...
+        raise DataSourceError(f"{file}: not a readable parquet file ({e})") from None
 
 
 def _decode_bytes(value, where: str) -> Image.Image:
     data = value.get("bytes") if isinstance(value, dict) else value
     if not data:
         raise ImageInputError(f"{where}: image has no bytes")
+    if not isinstance(data, bytes):
+        raise ImageInputError(f"{where}: image bytes must be binary, got {type(data).__name__}")
+    if data.startswith(PNG_SIGNATURE):
+        check_png(data, where)
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             return im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageInputError(f"{where}: not a readable image ({e})") from None
+    except Exception as e:  # noqa: BLE001 - format plugins raise many types on corrupt bytes (struct.error, EOFError...)
+        raise ImageInputError(f"{where}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def _decode_utf8(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:  # never "replace": a caption must not change silently
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataSourceError(f"{where} line {line}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
 
 
 def _read_metadata(path: Path) -> list[tuple[int, dict]]:
     rows = []
+    text = _decode_utf8(path.read_bytes(), str(path))
     if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for ln, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataSourceError(f"{path} line {ln}: not valid JSON ({e.msg})") from None
-                if not isinstance(obj, dict):
-                    raise DataSourceError(f"{path} line {ln}: expected a JSON object, got {type(obj).__name__}")
-                rows.append((ln, obj))
+        for ln, line in enumerate(text.split("\n"), 1):  # split on \n only: JSON strings may hold other line breaks
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataSourceError(f"{path} line {ln}: not valid JSON ({e.msg} at column {e.colno})") from None
+            except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits, deep nesting
+                raise DataSourceError(f"{path} line {ln}: unreadable JSON ({type(e).__name__}: {str(e)[:80]})") from None
+            if not isinstance(obj, dict):
+                raise DataSourceError(f"{path} line {ln}: expected a JSON object, got {type(obj).__name__}")
+            rows.append((ln, obj))
     else:
-        with open(path, encoding="utf-8", newline="") as f:
-            for ln, obj in enumerate(csv.DictReader(f), 2):
-                rows.append((ln, obj))
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
+            for obj in reader:
+                rows.append((reader.line_num, obj))
+        except csv.Error as e:
+            raise DataSourceError(f"{path} line {reader.line_num}: not valid CSV ({e})") from None
     return rows
 
 
@@ -280,7 +306,6 @@ def _folder_items(folder: Path, c: PokemonConfig) -> list[tuple]:
     meta = [folder / n for n in ("metadata.jsonl", "metadata.csv") if (folder / n).is_file()]
     if len(meta) == 2:
         raise DataSourceError(f"{folder}: holds both metadata.jsonl and metadata.csv; keep one")
-    images = list_image_files(folder)
     items = []
     if meta:
         path = meta[0]
@@ -288,9 +313,12 @@ def _folder_items(folder: Path, c: PokemonConfig) -> list[tuple]:
         for ln, row in _read_metadata(path):
             where = f"{path} line {ln}"
             fn = row.get("file_name")
-            if not fn:
+            if fn is None:
                 raise DataSourceError(f"{where}: no 'file_name' field")
-            img = (folder / fn)
+            img = join_inside(folder, fn, where)  # never a file outside the folder: refuse "..", absolute, symlinks out
+            nm = row.get("name")
+            if nm is not None and (not isinstance(nm, (str, int)) or isinstance(nm, bool)):
+                raise DataSourceError(f"{where}: 'name' must be a string (or an integer), got {type(nm).__name__} {nm!r:.40}")
             if not img.is_file():
                 fail_or_skip(c.errors, f"{where}: image {img} does not exist")
                 continue
@@ -300,12 +328,13 @@ def _folder_items(folder: Path, c: PokemonConfig) -> list[tuple]:
             seen.add(rel)
             cap = _clean_caption(row.get(c.caption_column), f"{where} ({fn})", c)
             if cap is not None:
-                items.append((str(row.get("name") or Path(fn).with_suffix("").as_posix()), "file", str(img), cap, None))
-        unlisted = len([f for f in images if f.relative_to(folder).as_posix() not in seen])
+                items.append((str(nm) if nm not in (None, "") else Path(fn).with_suffix("").as_posix(), "file", str(img), cap, None))
+        unlisted = len([f for f in list_image_files(folder, check_links=False) if f.relative_to(folder).as_posix() not in seen])
         if unlisted:
             logger.warning("%s: %d image(s) not listed in %s are ignored", folder, unlisted, path.name)
         items.sort(key=lambda it: it[2])
     else:
+        images = list_image_files(folder)  # refuses images that are symlinks to outside the folder
         if not images:
             raise DataSourceError(f"{folder}: folder holds no images (and no metadata.jsonl / metadata.csv / parquet)")
         for img in images:
@@ -314,12 +343,17 @@ def _folder_items(folder: Path, c: PokemonConfig) -> list[tuple]:
             if not txt.is_file():
                 fail_or_skip(c.errors, f"{img}: missing caption ({txt.name} not found)")
                 continue
-            raw = txt.read_text(encoding="utf-8", errors="replace")
+            check_resolves_inside(folder, txt)
+            try:
+                raw = _decode_utf8(txt.read_bytes(), str(txt))
+            except DataSourceError as e:
+                fail_or_skip(c.errors, str(e))
+                continue
             cap = _clean_caption(raw if raw.strip() else None, str(txt), c)
             if cap is not None:
                 items.append((rel, "file", str(img), cap, None))
     if not items:
-        raise DataSourceError(f"{folder}: no usable sprite + caption pairs")
+        raise DataSourceError(f"{meta[0] if meta else folder}: " + ("lists " if meta else "") + "no usable sprite + caption pairs")
     names = [it[0] for it in items]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)

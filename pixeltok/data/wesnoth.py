@@ -14,31 +14,39 @@ without its licence.
 
 from __future__ import annotations
 
-import io
 import json
+import os
 import re
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
-from ._common import DataSourceError, logger, pixeltok_cache_dir
+from ._common import DataSourceError, check_resolves_inside, is_safe_relpath, iter_tar, join_inside, logger, pixeltok_cache_dir
 
 PACKAGE = "wesnoth-1.16-data"
 CORE = "usr/share/games/wesnoth/1.16/data/core"
+_MAX_DATA_TAR = 4 << 30  # decompressed data.tar (the real one is well under 1 GiB)
+_MAX_MEMBER = 16 << 20  # one extracted file: unit .cfg files and sprites are a few KiB
 
 
 # -- .deb handling (pure Python: a .deb is an ar archive holding data.tar.*) --------------------------------------
 def _deb_data_member(deb: Path) -> tuple[str, bytes]:
+    total = os.path.getsize(deb)
     with open(deb, "rb") as f:
         if f.read(8) != b"!<arch>\n":
             raise DataSourceError(f"{deb}: not a Debian package (no ar header)")
         while True:
+            at = f.tell()
             hdr = f.read(60)
             if len(hdr) < 60:
                 break
             name = hdr[:16].decode("ascii", "replace").strip().rstrip("/")
-            size = int(hdr[48:58].decode("ascii").strip())
+            field = hdr[48:58].decode("ascii", "replace").strip()
+            # the size is checked against what is left of the file before anything of that size is read
+            if not field.isdigit() or at + 60 + int(field) > total or hdr[58:60] != b"`\n":
+                raise DataSourceError(f"{deb}: ar member {name!r} at byte {at}: bad header (size field {field!r}, "
+                                      f"{total - at - 60} bytes left): truncated or not a Debian package")
+            size = int(field)
             if name.startswith("data.tar"):
                 return name, f.read(size)
             f.seek(size + (size & 1), 1)
@@ -52,16 +60,18 @@ def extract_deb(deb: Path, dest: Path, prefixes: tuple[str, ...] = (f"{CORE}/uni
     """
     name, payload = _deb_data_member(deb)
     n = 0
-    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:*") as tf:
-        for m in tf:
-            rel = m.name[2:] if m.name.startswith("./") else m.name
-            if not m.isfile() or not rel.startswith(prefixes) or ".." in Path(rel).parts:
-                continue
-            out = dest / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with tf.extractfile(m) as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            n += 1
+    # iter_tar: checked to the end (xz/gzip check, no silently dropped members); refuses absolute / ".." names
+    for m, read in iter_tar(payload, f"{deb}: {name}", limit=_MAX_DATA_TAR):
+        rel = m.name[2:] if m.name.startswith("./") else m.name
+        if not m.isfile() or not rel.startswith(prefixes) or not is_safe_relpath(rel):
+            continue
+        if m.size > _MAX_MEMBER:  # the size is the tar header's: checked before it is allocated
+            raise DataSourceError(f"{deb}: member {m.name} claims {m.size} bytes, more than any unit file ({_MAX_MEMBER})")
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        check_resolves_inside(dest, out, f"{deb}: member {m.name}")  # dest may hold symlinks of its own
+        out.write_bytes(read())
+        n += 1
     return n
 
 
@@ -265,8 +275,12 @@ def prepare_wesnoth(dest_dir: str | Path, deb_dir: str | Path | None = None) -> 
             if not desc:
                 stats["no_description"] += 1
                 continue
-            src = core / "images" / image
-            if not image or not image.endswith(".png") or not src.is_file():
+            if not image or not image.endswith(".png"):
+                stats["no_image"] += 1
+                continue
+            # a path read from a .cfg: never a file outside the images folder
+            src = join_inside(core / "images", image, f"{cfg} unit {uid!r}", field="image")
+            if not src.is_file():
                 stats["no_image"] += 1
                 continue
             slug = _slug(uid)
