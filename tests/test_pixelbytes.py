@@ -126,6 +126,26 @@ def test_decode_sample_repairs_unequal_rows_and_strict_refuses(tok):
         tok.decode_sample([1, 999])
 
 
+
+@pytest.mark.parametrize("ids, match", [
+    ([1, 2**64], "too large"), ([2**70], "too large"), (["a"], "integers"), ([[1, 2], [3]], "flat sequence"),
+    ([1.0, 105.7], "float64"), (torch.tensor([1.0, 2.0]), "float32"), ([True], "bool"), ([1, None], "NoneType"),
+    ([1, -1], "outside"), (np.array([2**63], np.uint64), "too large"),
+])
+def test_decode_sample_refuses_bad_ids(tok, ids, match):
+    """Huge, float, string, ragged and negative ids raise ValueError naming the problem (no OverflowError, no
+    silent truncation of 105.7 to a colour)."""
+    with pytest.raises(ValueError, match=match):
+        tok.decode_sample(ids)
+
+
+def test_decode_sample_accepts_integer_containers(tok):
+    ids = tok.encode_sample(np.arange(6, dtype=np.int16).reshape(2, 3), "x")
+    ref = tok.decode_sample(ids)
+    for form in (np.array(ids, np.int32), np.array(ids, np.uint8), torch.tensor(ids), torch.tensor([ids])):
+        caption, image = tok.decode_sample(form)
+        assert caption == ref[0] and np.array_equal(np.asarray(image), np.asarray(ref[1]))
+
 def test_save_load_and_auto_tokenizer(tok, tmp_path):
     from transformers import AutoTokenizer
 

@@ -311,6 +311,19 @@ def test_malformed_text(text, match):
         tok().text_to_image(text)
 
 
+def test_decoding_is_canonical_unless_asked_otherwise():
+    t, r = tok("named128", "grouped"), tok("named128", "runs")
+    for tk, text, match in [(t, "w2 h1\nc_red 1_0, 0_0\n", "got '1_' where it has '0_'"),
+                            (t, "w2 h1\nc_red 1_0\nc_black 0_0\n", "got 'c_red' where it has 'c_black'"),
+                            (t, "w2 h1\nc_red 0_0\nc_red 1_0\n", "line 2: not the canonical grouped"),
+                            (r, "w3 h1\nc_red 0_0, 1_0, 2_0\n", "runs of one colour merged")]:
+        with pytest.raises(TokenFormatError, match=match):
+            tk.text_to_image(text)
+        img = tk.text_to_image(text, canonical=False)  # e.g. a model's output that lists pixels in another order
+        assert same(tk.text_to_image(tk.image_to_text(img)), img)
+        assert same(tk.decode_image(tk(text)["input_ids"], canonical=False), img)
+
+
 def test_malformed_raster_and_runs():
     with pytest.raises(TokenFormatError, match="row 1 has 1 pixels"):
         tok(layout="raster").text_to_image("w2 h2\nc_red c_red\nc_red\n")
@@ -323,7 +336,8 @@ def test_malformed_raster_and_runs():
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), layout=st.sampled_from(LAYOUTS))
 def test_random_token_sequences_never_silently_wrong(data, layout):
-    """Arbitrary id sequences either decode to a fully covered image of the header's size or raise TokenFormatError."""
+    """Edited id sequences either raise TokenFormatError or decode to an image of the header's size that re-encodes
+    to exactly those ids (decoding is canonical: nothing is silently reordered or repaired)."""
     t = tok("nes55", layout, max_side=8)
     base = t.encode_image(sprite(3, 4, data.draw(st.integers(0, 1000))), add_special_tokens=False)
     ops = data.draw(st.lists(st.tuples(st.integers(0, len(base) - 1), st.integers(0, t.vocab_size - 1)), max_size=3))
@@ -336,7 +350,7 @@ def test_random_token_sequences_never_silently_wrong(data, layout):
         return
     header = t.convert_ids_to_tokens(ids[:2])
     assert img.size == (int(header[0][1:]), int(header[1][1:]))
-    assert t.decode_image(t.encode_image(img)) == img or same(t.decode_image(t.encode_image(img)), img)
+    assert t.encode_image(img, add_special_tokens=False) == ids
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -351,3 +365,215 @@ def test_push_to_hub_and_auto_load(hub_repo_id):
     img = sprite(30, 33, 4)
     assert loaded.encode_image(img) == t.encode_image(img)
     assert same(loaded.decode_image(t.encode_image(img)), t.quantize(img))
+
+
+# ---------------------------------------------------------------------------------------------------
+# hardening: learned palettes of any size survive save/reload with identical ids
+def _random_palette(n: int, rng) -> "pixeltok.Palette":
+    packed = rng.choice(1 << 24, n, replace=False)
+    rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], -1).astype(np.uint8)
+    return pixeltok.Palette("learned", tuple(f"k{i}" for i in range(n)), rgb)
+
+
+def test_learned_palette_reload_identity_every_size(tmp_path):
+    """Sizes 2..256 (names k0..k255 sort as strings from k10 on): folders saved by the slow and the fast class,
+    reloaded through AutoTokenizer (transformers 5 always picks the fast class) and through the slow class's own
+    from_pretrained (which used to raise "vocabulary does not match"), keep the vocabulary, colours and encoding.
+    max_side=16 keeps each vocabulary small and fits an image of every palette colour, whose quantization is the
+    identity, so the expected ids come from the index grid without building a lookup table."""
+    rng = np.random.default_rng(0)
+    for n in range(2, 257):
+        pal = _random_palette(n, rng)
+        idx = np.resize(np.arange(n, dtype=np.int16), (16, 16))  # every colour at least once
+        img = pal.rgba[idx]
+        for cls in (PixelTokenizer, PixelTokenizerFast):
+            t = cls(palette=pal, layout="runs", max_side=16)
+            expected = [t.bos_token_id, *t._pixel_vocab.encode(idx, "runs").tolist(), t.eos_token_id]
+            folder = tmp_path / f"{n}-{cls.__name__}"
+            t.save_pretrained(folder)
+            loaded = [AutoTokenizer.from_pretrained(folder)] + ([PixelTokenizer.from_pretrained(folder)] if cls is PixelTokenizer else [])
+            for back in loaded:
+                assert back.get_vocab() == t.get_vocab(), (n, cls, type(back))
+                assert back.color_palette.names == pal.names, (n, cls, type(back))
+                assert np.array_equal(back.color_palette.colors, pal.colors), (n, cls, type(back))
+                assert back.encode_image(img) == expected, (n, cls, type(back))
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_legacy_string_sorted_palette_config_is_repaired(tmp_path, fast):
+    """Folders saved before the fix hold the palette as a JSON object sorted as strings: reload restores the ids,
+    from the saved vocabulary (vocab.json / tokenizer.json) or, without one, train_palette's k<i> order."""
+    pal = _random_palette(12, np.random.default_rng(1))
+    t = (PixelTokenizerFast if fast else PixelTokenizer)(palette=pal, max_side=8)
+    t.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    cfg["palette"] = {"name": "learned", "colors": dict(sorted(cfg["palette"]["colors"]))}  # the old, sorted form
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg, sort_keys=True))
+    img = pal.rgba[np.arange(12).reshape(3, 4)]
+    for back in (type(t).from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)):
+        assert back.get_vocab() == t.get_vocab() and back.encode_image(img) == t.encode_image(img)
+    # names that are not train_palette's and no vocabulary: the mapping's own order is all there is
+    renamed = pixeltok.Palette("mine", tuple(f"z{i}" for i in range(12)), pal.colors)
+    d = renamed.to_dict()
+    assert pixeltok.Palette.from_dict({"name": "mine", "colors": dict(d["colors"])}).names == renamed.names
+
+
+def test_palette_dict_form_keeps_order_under_sorted_json():
+    pal = _random_palette(30, np.random.default_rng(2))
+    back = pixeltok.Palette.from_dict(json.loads(json.dumps(pal.to_dict(), sort_keys=True)))
+    assert back.names == pal.names and np.array_equal(back.colors, pal.colors)
+    with pytest.raises(ValueError, match="malformed palette"):
+        pixeltok.Palette.from_dict({"name": "x", "colors": [["k0", "red"]]})
+
+
+# ---------------------------------------------------------------------------------------------------
+# hardening: errors that say what to do, and telling a text's palette/layout from the text
+def test_too_large_error_names_python_and_command_line_forms():
+    with pytest.raises(ImageInputError, match=r"640x427.*resize='nearest'\|'box'\|'lanczos' \(command line: --resize nearest\)"):
+        tok().encode_image(np.zeros((427, 640, 3), np.uint8))
+
+
+@pytest.mark.parametrize("palette", PALETTES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_sniff_text_format_every_palette_and_layout(palette, layout):
+    from pixeltok.tokenization import sniff_text_format
+
+    img = sprite(9, 11, seed=4)  # blocky: runs texts do hold x_y+n runs
+    text = tok(palette, layout).image_to_text(img)
+    assert sniff_text_format(text) == {"palette": palette, "layout": layout}
+
+
+def test_sniff_text_format_edge_cases():
+    from pixeltok.tokenization import sniff_text_format
+
+    clear = np.zeros((2, 3, 4), np.uint8)  # fully transparent: any palette decodes it the same
+    assert sniff_text_format(tok("nes55", "raster").image_to_text(clear)) == {"palette": None, "layout": "raster"}
+    alternating = np.zeros((1, 4, 3), np.uint8)
+    alternating[0, 1::2] = 255  # no run of two: a runs text that is exactly the grouped text
+    text = tok("named128", "runs").image_to_text(alternating)
+    assert text == tok("named128", "grouped").image_to_text(alternating)
+    assert sniff_text_format(text)["layout"] == "grouped"
+    learned = PixelTokenizer(palette=_random_palette(5, np.random.default_rng(3)))
+    with pytest.raises(TokenFormatError, match="learned palette.*--tokenizer"):
+        sniff_text_format(learned.image_to_text(sprite(4, 4, 1, transparent=False)))
+    with pytest.raises(TokenFormatError, match="no colour tokens"):
+        sniff_text_format("hello world\n")
+    with pytest.raises(TokenFormatError, match="not all in one built-in palette"):
+        sniff_text_format("w2 h1\nc_red 0_0\nc_nes0d 1_0\n")
+
+
+def test_sniff_text_format_imports_without_transformers_or_torch():
+    """The CLI sniffs before it builds a tokenizer: the numpy-only modules must not pull in transformers/torch."""
+    pkg_dir = str(pixeltok.__path__[0])
+    code = textwrap.dedent(f"""
+        import sys, types
+        stub = types.ModuleType("pixeltok"); stub.__path__ = [{pkg_dir!r}]; sys.modules["pixeltok"] = stub
+        from pixeltok.tokenization import sniff_text_format
+        import pixeltok.tokenization.pixel_codec, pixeltok.tokenization.palettes
+        print(sniff_text_format("w1 h1\\nc_nes0d 0_0\\n"))
+        heavy = sorted(m for m in ("transformers", "torch", "tokenizers") if m in sys.modules)
+        assert not heavy, heavy
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "'nes55'" in out.stdout and "'grouped'" in out.stdout
+
+
+def test_decoding_text_of_other_settings_names_them():
+    text = tok("nes55", "runs").image_to_text(sprite(6, 6, 2))
+    with pytest.raises(TokenFormatError, match=r"unknown colour 'c_nes.*palette='nes55', layout='runs'.*--palette nes55 --layout runs"):
+        tok("named128", "grouped").text_to_image(text)
+    with pytest.raises(TokenFormatError, match=r"malformed raster line.*layout='runs'.*--layout runs"):
+        tok("nes55", "raster").text_to_image(text)
+    with pytest.raises(TokenFormatError, match="unknown colour 'c_nosuch'") as e:  # nothing to suggest: no hint
+        tok().text_to_image("w2 h1\nc_nosuch 0_0, 1_0\n")
+    assert "seems to use" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------------
+# hardening: hostile or odd inputs become ImageInputError / TokenFormatError
+def _png_claiming(w: int, h: int) -> bytes:
+    """A PNG whose IHDR (valid CRC) claims w x h, with a token IDAT: the size is read from the header alone."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _gif_claiming(w: int, h: int) -> bytes:
+    import struct
+
+    return (b"GIF89a" + struct.pack("<HHBBB", w, h, 0, 0, 0) + b"\x2c" + struct.pack("<HHHHB", 0, 0, w, h, 0)
+            + b"\x02\x02\x44\x01\x00\x3b")
+
+
+@pytest.mark.parametrize("name, data, size", [
+    ("bomb.png", _png_claiming(60000, 60000), "60000x60000"),
+    ("bomb.gif", _gif_claiming(65535, 65535), "65535x65535"),
+    ("big.png", _png_claiming(10000, 10000), "10000x10000"),  # 1x-2x the limit: Pillow only warns
+], ids=["png-60000", "gif-65535", "png-10000"])
+def test_decompression_bombs_are_refused_by_size(tmp_path, name, data, size):
+    from pixeltok.image_io import open_image, to_rgb_exact, to_rgba
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    for fn in (tok().encode_image, to_rgba, to_rgb_exact, open_image, pixeltok.compress):
+        with pytest.raises(ImageInputError, match=rf"{name}.*{size}.*decompression-bomb limit"):
+            fn(path)
+
+
+def test_premultiplied_and_palette_alpha_modes():
+    from pixeltok.image_io import to_rgba
+
+    la = Image.new("LA", (2, 2), (100, 128)).convert("La")  # stored premultiplied: 50 at alpha 128
+    assert to_rgba(la)[0, 0].tolist() == [99, 99, 99, 128]  # un-premultiplied (Pillow rounds 50*255/128 down)
+    p = Image.new("P", (2, 1))
+    p.putpalette([255, 0, 0, 0, 0, 255])
+    pa = Image.frombytes("PA", (2, 1), bytes([0, 10, 1, 200]))  # (index, alpha) per pixel
+    pa.putpalette(p.getpalette())
+    assert to_rgba(pa).tolist() == [[[255, 0, 0, 10], [0, 0, 255, 200]]]
+    t = tok()
+    assert same(t.decode_image(t.encode_image(la)), t.quantize(la))
+
+
+@pytest.mark.parametrize("image", [
+    torch.zeros(3, 0, 4), torch.zeros(1, 5, 0, dtype=torch.uint8), Image.new("I;16", (0, 3)), Image.new("I", (3, 0)),
+    Image.new("RGBA", (0, 0)), np.zeros((4, 0, 3), np.uint8)], ids=["tensor-float", "tensor-uint8", "I;16", "I", "RGBA", "numpy"])
+def test_zero_size_images_are_refused(image):
+    from pixeltok.image_io import to_rgb_exact
+
+    with pytest.raises(ImageInputError, match="empty image"):
+        tok().encode_image(image)
+    with pytest.raises(ImageInputError, match="empty image"):
+        to_rgb_exact(image)
+
+
+def test_lazily_opened_corrupt_pil_image(tmp_path):
+    good = _png(np.arange(40 * 40 * 3, dtype=np.uint8).reshape(40, 40, 3))
+    im = Image.open(io.BytesIO(good[: len(good) // 2]))  # header parses; the pixels fail on first access
+    with pytest.raises(ImageInputError, match="truncated"):
+        tok().encode_image(im)
+
+
+@pytest.mark.parametrize("ids, match", [
+    ([2**64], "too large"), ([2**65, 3], "too large"), (["a"], "integers"), ([[1, 2], [3]], "flat sequence"),
+    ([5.0, 3.0], "integers, got dtype float64"), (np.array([1.5]), "float64"), (torch.tensor([1.0]), "float32"),
+    ([True, False], "bool"), ([1, None], "NoneType"), ([-1], "outside the vocabulary"), ([[1, 2], [3, 4]], "shape"),
+    (np.array([2**63], np.uint64), "too large"),
+])
+def test_bad_ids_are_refused(ids, match):
+    with pytest.raises(TokenFormatError, match=match):
+        tok().decode_image(ids)
+
+
+def test_integer_id_containers_all_decode_alike():
+    t = tok("nes55", "runs")
+    ids = t.encode_image(sprite(5, 6, 3))
+    ref = t.decode_image(ids)
+    for form in (np.array(ids, np.int32), np.array(ids, np.uint16), torch.tensor(ids), torch.tensor([ids]),
+                 [np.int64(i) for i in ids], np.array(ids, dtype=object)):
+        assert same(t.decode_image(form), ref)

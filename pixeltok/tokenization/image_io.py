@@ -8,6 +8,8 @@ PIL images of any common mode, numpy arrays ``(H, W)``, ``(H, W, 3)``, ``(H, W, 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Union
 
@@ -21,24 +23,79 @@ class ImageInputError(ValueError):
     """An image input that cannot be read or represented (names the file/field and the problem)."""
 
 
+def _claimed_size(path: Path, error: Exception) -> str:
+    """Error path only: the ``WxH`` a file's header claims, read by the format plugin without Pillow's bomb check
+    (plugins parse headers on construction and allocate no pixels); else the pixel count in Pillow's message."""
+    Image.init()
+    try:
+        with open(path, "rb") as fp:
+            prefix = fp.read(16)
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                if accept and not accept(prefix):
+                    continue
+                try:
+                    fp.seek(0)
+                    w, h = factory(fp, str(path)).size
+                    return f"{w}x{h} ({w * h} pixels)"
+                except Exception:  # noqa: BLE001 - not this format; try the next one
+                    continue
+    except OSError:
+        pass
+    m = re.search(r"\((\d+) pixels\)", str(error))  # plugins that run the bomb check themselves (WebP)
+    return f"{m.group(1)} pixels" if m else "too many pixels"
+
+
+def _check_pixels(w: int, h: int, source: str) -> None:
+    """Refuse a decode before any buffer is allocated: sizes come from file headers, which may lie."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and w * h > limit:
+        raise ImageInputError(f"{source}: image is {w}x{h} ({w * h} pixels), more than the decompression-bomb limit of "
+                              f"{limit} pixels (PIL.Image.MAX_IMAGE_PIXELS); refusing to decode it")
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file; corrupt or truncated files raise :class:`ImageInputError`."""
+    """Open and fully decode an image file; corrupt, truncated or oversized files raise :class:`ImageInputError`."""
     p = Path(path)
     if not p.is_file():
         raise ImageInputError(f"{p}: no such image file")
     try:
-        with Image.open(p) as im:
-            im.load()  # force a full decode so truncation is caught here, not later
-            return im.copy()
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; _check_pixels refuses those with the real size
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                _check_pixels(*im.size, str(p))
+                if im.size[0] == 0 or im.size[1] == 0:
+                    raise ImageInputError(f"{p}: empty image ({im.size[0]}x{im.size[1]})")
+                im.load()  # force a full decode so truncation is caught here, not later
+                return im.copy()
+    except ImageInputError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageInputError(f"{p}: image header claims {_claimed_size(p, e)}, more than twice the decompression-bomb "
+                              f"limit of {Image.MAX_IMAGE_PIXELS} pixels (PIL.Image.MAX_IMAGE_PIXELS); refusing to "
+                              "decode it") from None
     except UnidentifiedImageError:
         raise ImageInputError(f"{p}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageInputError(f"{p}: corrupt or truncated image ({e})") from None
+    except Exception as e:  # noqa: BLE001 - format plugins raise many types on corrupt bytes (struct.error, EOFError...)
+        raise ImageInputError(f"{p}: corrupt or truncated image ({type(e).__name__}: {e})") from None
+
+
+def _loaded(im: Image.Image, source: str) -> Image.Image:
+    """A lazily opened PIL image decodes on first pixel access: make its errors ImageInputError, and refuse empties."""
+    w, h = im.size
+    if w == 0 or h == 0:
+        raise ImageInputError(f"{source}: empty image ({w}x{h})")
+    try:
+        im.load()
+    except Exception as e:  # noqa: BLE001 - as in open_image
+        raise ImageInputError(f"{source}: corrupt or truncated image ({type(e).__name__}: {e})") from None
+    return im
 
 
 def pil_to_rgba(im: Image.Image, *, source: str = "image") -> np.ndarray:
     """Any PIL mode -> ``(H, W, 4)`` uint8. 16-bit greys keep their high byte; palettes keep transparency."""
-    mode = im.mode
+    mode = _loaded(im, source).mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         a = np.asarray(im, dtype=np.int64)
         if mode == "I" and (a.min() < 0 or a.max() > 65535):
@@ -47,16 +104,16 @@ def pil_to_rgba(im: Image.Image, *, source: str = "image") -> np.ndarray:
         return np.dstack([g, g, g, np.full_like(g, 255)])
     if mode == "F":
         raise ImageInputError(f"{source}: float images (mode F) are not supported; convert to 8-bit first")
-    if mode == "P" or mode == "PA":
-        im = im.convert("RGBA")
-    elif mode in ("RGBA", "LA", "La", "RGBa"):
+    if mode == "La":  # premultiplied grey + alpha: Pillow un-premultiplies only into LA
+        im = im.convert("LA").convert("RGBA")
+    elif mode in ("P", "PA", "RGBA", "LA", "RGBa"):  # PA: palette colour + its own alpha band; RGBa: premultiplied
         im = im.convert("RGBA")
     elif mode in ("RGB", "L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
         im = im.convert("RGB").convert("RGBA")
     else:
         try:
             im = im.convert("RGBA")
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, KeyError) as e:
             raise ImageInputError(f"{source}: unsupported image mode {mode!r} ({e})") from None
     return np.asarray(im, dtype=np.uint8).copy()
 
@@ -82,6 +139,8 @@ def tensor_to_rgba(t: Any, *, source: str = "tensor") -> np.ndarray:
     if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
         raise ImageInputError(f"{source}: tensors must be (C, H, W) with C in 1, 3, 4; got {tuple(t.shape)}")
     t = t.detach().cpu()
+    if t.shape[1] == 0 or t.shape[2] == 0:  # before min()/max(), which have no value on an empty tensor
+        raise ImageInputError(f"{source}: empty image ({t.shape[2]}x{t.shape[1]})")
     if t.dtype == torch.uint8:
         a = t.numpy()
     elif t.is_floating_point():
@@ -123,6 +182,7 @@ def to_rgb_exact(image: ImageInput, *, source: str | None = None) -> np.ndarray:
     else:
         src = source or "image"
     if isinstance(image, Image.Image):
+        _loaded(image, src)
         if image.mode not in ("RGB", "L", "1"):
             raise ImageInputError(f"{src}: mode {image.mode!r} cannot be coded losslessly as 8-bit RGB; convert it explicitly (e.g. image.convert('RGB')) first")
         arr = np.asarray(image.convert("RGB"), dtype=np.uint8)

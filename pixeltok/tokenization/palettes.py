@@ -5,7 +5,8 @@ A palette is an ordered list of named RGB colours. Index ``len(palette)`` is res
 palette indices in ``[0, len(palette)]``.
 
 Nearest colour is measured in CIELAB (D65), a perceptual space, and is exact. To avoid per-pixel work,
-each palette memoizes a lookup table over all 2**24 RGB values (int16, 32 MiB, allocated on first use):
+each palette memoizes a lookup table over all 2**24 RGB values (int16, 32 MiB of lazily mapped zero pages, so only
+the pages of colours actually seen take memory):
 an image's not-yet-seen colours are found with ``np.unique``, their nearest palette colours computed in one
 vectorized distance matrix and stored, then the whole image is one table gather. A palette colour is its
 own nearest colour, so quantizing a quantized image is the identity.
@@ -254,8 +255,10 @@ class Palette:
 
     @cached_property
     def _lut(self) -> np.ndarray:
-        # One entry per 24-bit RGB value, -1 until first seen: exact nearest colour, computed once per colour.
-        return np.full(1 << 24, -1, dtype=np.int16)
+        # One entry per 24-bit RGB value: 1 + the exact nearest colour, 0 until first seen. Zeros, not a -1 fill:
+        # np.zeros gets lazily mapped zero pages, so only pages of colours actually seen cost memory or time (a
+        # fill writes all 32 MiB, ~8 ms per fresh palette, which dominated tokenizing one small image).
+        return np.zeros(1 << 24, dtype=np.int16)
 
     @cached_property
     def _lab(self) -> np.ndarray:
@@ -269,12 +272,13 @@ class Palette:
         packed = self._pack(rgba[..., :3])
         lut = self._lut
         idx = lut[packed]
-        miss = idx < 0
+        miss = idx == 0
         if miss.any():
             new = np.unique(packed[miss])
             rgb = np.stack([(new >> 16) & 255, (new >> 8) & 255, new & 255], -1)
-            lut[new] = _nearest(rgb_to_lab(rgb), self._lab)
+            lut[new] = _nearest(rgb_to_lab(rgb), self._lab) + 1
             idx = lut[packed]
+        idx -= 1
         idx[rgba[..., 3] < ALPHA_THRESHOLD] = self.transparent_index
         return idx
 
@@ -293,16 +297,28 @@ class Palette:
 
     # -- serialization -------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"name": self.name, "colors": {n: "#%02x%02x%02x" % tuple(int(v) for v in c) for n, c in zip(self.names, self.colors)}}
+        """``{"name", "colors": [[name, "#rrggbb"], ...]}``: a list, because the order *is* the token ids and JSON
+        writers sort object keys (transformers saves configs with ``sort_keys=True``: ``k0, k1, k10, k2...``)."""
+        return {"name": self.name, "colors": [[n, f"#{v:06x}"] for n, v in zip(self.names, self._pack(self.colors).tolist())]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Palette":
+        """Inverse of :meth:`to_dict`; also reads the older ``{"colors": {name: "#rrggbb"}}`` mapping (in its order)."""
         try:
-            names = tuple(d["colors"].keys())
-            cols = np.array([[int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)] for h in d["colors"].values()], dtype=np.uint8)
-            return cls(str(d["name"]), names, cols)
+            items = d["colors"].items() if isinstance(d["colors"], dict) else d["colors"]
+            names, hexes = zip(*[(str(n), str(h)) for n, h in items]) if len(items) else ((), ())
+            if any(len(h) != 7 or h[0] != "#" for h in hexes):
+                raise ValueError(f"colours must be '#rrggbb', got {[h for h in hexes if len(h) != 7 or h[0] != '#'][:3]}")
+            cols = np.array([[int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)] for h in hexes], dtype=np.uint8)
+            return cls(str(d["name"]), tuple(names), cols)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise ValueError(f"malformed palette description: {e}") from e
+
+    def reordered(self, names: Sequence[str]) -> "Palette":
+        """The same colours with ``names`` in a new order (a permutation of :attr:`names`)."""
+        pos = {n: i for i, n in enumerate(self.names)}
+        order = [pos[n] for n in names]
+        return Palette(self.name, tuple(names), self.colors[order])
 
     def save(self, path) -> None:
         with open(path, "w", encoding="utf-8") as f:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .palettes import Palette
+from .palettes import BUILTIN_PALETTES, TRANSPARENT, Palette
 
 LAYOUTS = ("grouped", "raster", "runs")
 PAD, UNK, BOS, EOS, NEWLINE = "<pad>", "<unk>", "<bos>", "<eos>", "\n"
@@ -48,6 +48,94 @@ _LINE_HELP = {
 
 class TokenFormatError(ValueError):
     """Malformed pixel-token text or ids: the message names the line, token and problem."""
+
+
+def as_id_array(ids, what: str = "ids") -> np.ndarray:
+    """One id sequence (list of ints, numpy or torch integer array) -> 1-D int64, refusing what ``np.asarray(...,
+    int64)`` would truncate (floats, bools), choke on (strings, ragged lists) or overflow on (ints beyond 64 bits).
+
+    A ``(1, L)`` batch of one (``return_tensors="pt"``) is accepted; raises :class:`TokenFormatError` otherwise.
+    """
+    if hasattr(ids, "detach"):  # torch, without importing it
+        if ids.is_floating_point() or ids.is_complex() or str(ids.dtype) == "torch.bool":
+            raise TokenFormatError(f"{what} must be integers, got a {ids.dtype} tensor")
+        ids = ids.detach().cpu().numpy()
+    elif isinstance(ids, (list, tuple)) and not {bool, np.bool_}.isdisjoint(map(type, ids)):  # C-level type scan
+        raise TokenFormatError(f"{what} must be integers, got a bool among them")  # numpy would read True as 1
+    try:
+        a = np.asarray(ids)
+    except (ValueError, TypeError, OverflowError) as e:  # ragged or nested lists
+        raise TokenFormatError(f"{what} must be one flat sequence of integers ({e})") from None
+    if a.size == 0:
+        return np.zeros(0, np.int64)  # np.asarray([]) is float64
+    if a.dtype.kind == "O":  # Python ints beyond 64 bits, None, mixtures: name the first offending element
+        bad = [x for x in a.reshape(-1) if not isinstance(x, (int, np.integer)) or not -2**63 <= x < 2**63][:1]
+        if bad:
+            bad = bad[0]
+            why = "is too large for a token id" if isinstance(bad, (int, np.integer)) else f"is a {type(bad).__name__}"
+            raise TokenFormatError(f"{what} must be integers: {bad!r} {why}")
+        a = a.astype(np.int64)
+    if a.dtype.kind not in "iu":
+        raise TokenFormatError(f"{what} must be integers, got dtype {a.dtype} (e.g. {a.reshape(-1)[0].item()!r})")
+    if a.ndim == 2 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 1:
+        raise TokenFormatError(f"{what} must be one flat sequence, got shape {a.shape}")
+    if a.dtype == np.uint64 and a.max() > np.iinfo(np.int64).max:
+        raise TokenFormatError(f"{what}: {int(a.max())} is too large for a token id")
+    return a.astype(np.int64, copy=False)
+
+
+# -- telling a text's palette and layout from the text itself (regexes only: no tokenizer, no per-pixel Python) --------
+_COLOUR_NAME_RE = re.compile(r"(?<!\S)c_([a-z0-9]+)(?!\S)")
+_COORD_RE = re.compile(r"(?<!\S)[0-9]+_[0-9]+")
+_RUN_RE = re.compile(r"(?<!\S)[0-9]+_[0-9]+\+[0-9]+")
+_BUILTIN_NAMES = {k: frozenset(n for n, _ in v) for k, v in BUILTIN_PALETTES.items()}
+
+
+def sniff_text_format(text: str) -> dict:
+    """Infer ``{"palette": <built-in palette name or None>, "layout": "grouped"|"raster"|"runs"}`` from pixel text.
+
+    The colour names identify the built-in palette (``None`` when every pixel is ``c_transparent``: any palette
+    decodes that text to the same image); ``x_y+n`` run tokens mean ``runs``, coordinates without runs ``grouped``
+    (a runs text with no run of two or more pixels *is* a grouped text), colour tokens without coordinates
+    ``raster``. Raises :class:`TokenFormatError` when it cannot tell (no colour tokens, or colours of no built-in
+    palette, e.g. a learned one: decode with that tokenizer).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"sniff_text_format expects a str, got {type(text).__name__}")
+    names = set(_COLOUR_NAME_RE.findall(text))
+    if not names:
+        raise TokenFormatError("cannot tell the palette or layout: the text has no colour tokens (c_<name>); "
+                               "is it pixel-token text?")
+    opaque = names - {TRANSPARENT}
+    palette = None
+    if opaque:
+        fits = [k for k, v in _BUILTIN_NAMES.items() if opaque <= v]
+        if len(fits) != 1:
+            some = ", ".join(f"c_{n}" for n in sorted(opaque)[:3])
+            why = (f"colours such as {some} are not all in one built-in palette ({', '.join(_BUILTIN_NAMES)})"
+                   if not fits else f"its colours fit several built-in palettes ({', '.join(fits)})")
+            raise TokenFormatError(f"cannot tell the palette: {why}; it was probably made with a learned palette: "
+                                   "decode it with that tokenizer (command line: --tokenizer <folder>) or name the "
+                                   "palette (--palette)")
+        palette = fits[0]
+    layout = "runs" if _RUN_RE.search(text) else "grouped" if _COORD_RE.search(text) else "raster"
+    return {"palette": palette, "layout": layout}
+
+
+def format_hint(text: str, palette: str, layout: str) -> str:
+    """For error messages: what the text seems to use when that differs from the decoder's settings, else ``""``."""
+    try:
+        fmt = sniff_text_format(text)
+    except TokenFormatError:
+        return ""
+    seen_palette = fmt["palette"] or palette
+    seen_layout = layout if (fmt["layout"], layout) == ("grouped", "runs") else fmt["layout"]  # runs reads grouped
+    if (seen_palette, seen_layout) == (palette, layout):
+        return ""
+    return (f"the text seems to use palette={seen_palette!r}, layout={seen_layout!r} but this tokenizer has "
+            f"palette={palette!r}, layout={layout!r} (command line: --palette {seen_palette} --layout {seen_layout})")
 
 
 @dataclass
@@ -145,11 +233,17 @@ class PixelVocab:
         return np.concatenate([header, body[body >= 0]])
 
     # -- ids -> image indices ---------------------------------------------------------------------
-    def decode(self, ids: np.ndarray, layout: str) -> np.ndarray:
-        """1-D ids (no special tokens) -> ``(H, W)`` int16 palette indices; strict, raises TokenFormatError."""
+    def decode(self, ids: np.ndarray, layout: str, canonical: bool = True) -> np.ndarray:
+        """1-D ids (no special tokens) -> ``(H, W)`` int16 palette indices; strict, raises TokenFormatError.
+
+        With ``canonical`` (the default) the ids must also be exactly what :meth:`encode` writes for that image
+        (colours in palette order, one line each, pixels in raster order, runs merged), so text and images are in
+        one-to-one correspondence and a successful decode re-encodes to the same ids. ``canonical=False`` accepts
+        any order that still covers every pixel once (e.g. a model's output).
+        """
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        ids = as_id_array(ids)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
             bad = ids[(ids < 0) | (ids >= len(self))][0]
             raise TokenFormatError(f"token id {bad} is outside the vocabulary (size {len(self)})")
@@ -199,7 +293,25 @@ class PixelVocab:
             raise TokenFormatError(f"{len(missing)} pixel(s) not covered by any colour, first {p % w}_{p // w}")
         out = np.empty(w * h, dtype=np.int16)
         out[flat_pos] = colour[pix_item]
-        return out.reshape(h, w)
+        out = out.reshape(h, w)
+        if canonical:
+            self._check_canonical(ids, out, layout)
+        return out
+
+    def _check_canonical(self, ids: np.ndarray, idx: np.ndarray, layout: str) -> None:
+        """Refuse a valid but non-canonical description of ``idx``, naming the first token that differs."""
+        canon = self.encode(idx, layout)
+        if len(canon) == len(ids) and np.array_equal(canon, ids):
+            return
+        n = min(len(canon), len(ids))
+        k = int(np.flatnonzero(canon[:n] != ids[:n])[0]) if (canon[:n] != ids[:n]).any() else n
+        line = int((ids[:k] == self.offset["nl"]).sum()) + 1
+        got = repr(self.tokens[ids[k]]) if k < len(ids) else "the end of the text"
+        want = repr(self.tokens[canon[k]]) if k < len(canon) else "the end of the text"
+        rule = {"grouped": "", "runs": ", runs of one colour merged as x_y+n"}[layout]
+        raise TokenFormatError(
+            f"line {line}: not the canonical {layout} text of this image: got {got} where it has {want} (one line per "
+            f"colour in palette order, pixels in raster order{rule}); pass canonical=False to accept any order")
 
     def _explain(self, ids: np.ndarray, types: str, layout: str) -> None:
         """Error path only: find the first bad line and say what is wrong with it."""

@@ -44,6 +44,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizer
 
 from pixeltok.image_io import ImageInputError, to_rgba
 from pixeltok.tokenization.palettes import ALPHA_THRESHOLD, get_palette
+from pixeltok.tokenization.pixel_codec import as_id_array
 
 __all__ = ["PixelBytesTokenizer", "pixelize", "build_windows", "SPECIAL_TOKENS", "BYTE_CHARS"]
 
@@ -296,9 +297,7 @@ class PixelBytesTokenizer(PreTrainedTokenizer):
         With ``strict=True`` any deviation (missing/mismatched header, unequal rows, text bytes inside rows) raises
         ``ValueError`` instead of being repaired.
         """
-        if type(ids).__module__.startswith("torch"):
-            ids = ids.detach().cpu().tolist()
-        a = np.asarray(ids, dtype=np.int64).reshape(-1)
+        a = as_id_array(ids, "decode_sample: ids")  # refuses floats, strings, ragged lists, > 64-bit ints
         if (a < 0).any() or (a >= self.vocab_size).any():
             raise ValueError(f"decode_sample: ids outside [0, {self.vocab_size}) : {a[(a < 0) | (a >= self.vocab_size)][:5].tolist()}")
         eos = np.flatnonzero(a == EOS_ID)

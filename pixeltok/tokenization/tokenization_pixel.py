@@ -20,21 +20,34 @@ from transformers import BatchEncoding, PreTrainedTokenizer
 
 from .image_io import ImageInput, ImageInputError, to_rgba
 from .palettes import BUILTIN_PALETTES, Palette, get_palette, train_palette
-from .pixel_codec import BOS, EOS, LAYOUTS, PAD, TOKEN_RE, UNK, PixelVocab, TokenFormatError, tokens_to_text
+from .pixel_codec import (BOS, EOS, LAYOUTS, PAD, TOKEN_RE, UNK, PixelVocab, TokenFormatError, as_id_array, format_hint,
+                          tokens_to_text)
 
 RESIZE_POLICIES = (None, "nearest", "box", "lanczos")
 _RESAMPLE = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
 
 
-def _resolve_palette(palette: str | dict | Palette) -> Palette:
+def _resolve_palette(palette: str | dict | Palette, vocab: dict[str, int] | None = None) -> Palette:
     if isinstance(palette, Palette):
         return palette
     if isinstance(palette, dict):
-        return Palette.from_dict(palette)
+        pal = Palette.from_dict(palette)
+        return _legacy_order(pal, vocab) if isinstance(palette.get("colors"), dict) else pal
     if isinstance(palette, str):
         return get_palette(palette)
     raise TypeError(f"palette must be a name, a Palette or its dict form, got {type(palette).__name__}")
+
+
+def _legacy_order(pal: Palette, vocab: dict[str, int] | None) -> Palette:
+    """Folders saved before palettes were written as lists hold the names as a JSON object, which transformers sorted
+    as strings (``k0, k1, k10, k2...``). Restore the id order from the saved vocabulary when there is one, else
+    numerically for ``train_palette``'s ``k<i>`` names (their original order)."""
+    if vocab and all(f"c_{n}" in vocab for n in pal.names):
+        return pal.reordered(sorted(pal.names, key=lambda n: vocab[f"c_{n}"]))
+    if set(pal.names) == {f"k{i}" for i in range(len(pal))}:
+        return pal.reordered([f"k{i}" for i in range(len(pal))])
+    return pal
 
 
 class PixelImageMixin:
@@ -47,8 +60,8 @@ class PixelImageMixin:
     layout: str
     resize: str | None
 
-    def _init_pixel_state(self, palette, layout, max_side, resize) -> dict:
-        pal = _resolve_palette(palette)
+    def _init_pixel_state(self, palette, layout, max_side, resize, vocab: dict[str, int] | None = None) -> dict:
+        pal = _resolve_palette(palette, vocab)
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
         if resize not in RESIZE_POLICIES:
@@ -84,7 +97,7 @@ class PixelImageMixin:
                 src = f"{image}: " if isinstance(image, (str, os.PathLike)) else ""
                 raise ImageInputError(
                     f"{src}image is {w}x{h}, larger than max_side={self.max_side}; pass resize='nearest'|'box'|'lanczos' "
-                    "or use a tokenizer with a larger max_side")
+                    "(command line: --resize nearest) or use a tokenizer with a larger max_side (--max-side)")
             if policy not in _RESAMPLE:
                 raise ValueError(f"unknown resize policy {policy!r}; choose one of {RESIZE_POLICIES}")
             s = self.max_side / max(h, w)
@@ -117,9 +130,7 @@ class PixelImageMixin:
         return ids.tolist()
 
     def _strip_special(self, ids) -> np.ndarray:
-        if hasattr(ids, "detach"):
-            ids = ids.detach().cpu().numpy()
-        a = np.asarray(ids, dtype=np.int64).reshape(-1)
+        a = as_id_array(ids)
         pad, bos, eos = self.pad_token_id, self.bos_token_id, self.eos_token_id
         keep = np.flatnonzero(a != pad)
         a = a[keep[0]:keep[-1] + 1] if len(keep) else a[:0]  # left or right padding
@@ -129,15 +140,19 @@ class PixelImageMixin:
             a = a[:-1]
         return a
 
-    def decode_image(self, ids, layout: str | None = None) -> Image.Image:
-        """Token ids (with or without ``<bos>``/``<eos>``/padding) -> the quantized image; strict."""
-        return self.indices_to_image(self.decode_indices(ids, layout))
+    def decode_image(self, ids, layout: str | None = None, canonical: bool = True) -> Image.Image:
+        """Token ids (with or without ``<bos>``/``<eos>``/padding) -> the quantized image; strict.
 
-    def decode_indices(self, ids, layout: str | None = None) -> np.ndarray:
+        ``canonical=False`` also accepts pixels and colour lines in any order (e.g. generated sequences); by default
+        only the exact ids :meth:`encode_image` writes are accepted, so nothing is silently reordered.
+        """
+        return self.indices_to_image(self.decode_indices(ids, layout, canonical))
+
+    def decode_indices(self, ids, layout: str | None = None, canonical: bool = True) -> np.ndarray:
         a = self._strip_special(ids)
         if len(a) == 0:
             raise TokenFormatError("no image tokens to decode (empty sequence)")
-        return self._pixel_vocab.decode(a, layout or self.layout)
+        return self._pixel_vocab.decode(a, layout or self.layout, canonical)
 
     # -- text ----------------------------------------------------------------------------------
     def image_to_text(self, image: ImageInput, resize: str | None | bool = False, layout: str | None = None) -> str:
@@ -145,12 +160,18 @@ class PixelImageMixin:
         ids = self._pixel_vocab.encode(self.quantize_indices(image, resize), layout or self.layout)
         return self._pixel_vocab.ids_to_text(ids)
 
-    def text_to_image(self, text: str, layout: str | None = None) -> Image.Image:
-        """Plain-text token form -> image; raises TokenFormatError on any malformed or unknown token."""
+    def text_to_image(self, text: str, layout: str | None = None, canonical: bool = True) -> Image.Image:
+        """Plain-text token form -> image; raises TokenFormatError on any malformed or unknown token (and, unless
+        ``canonical=False``, on a text that is not exactly what :meth:`image_to_text` writes for its image)."""
         if not isinstance(text, str):
             raise TypeError(f"text_to_image expects a str, got {type(text).__name__}")
-        ids = self._pixel_vocab.text_to_ids(text, strict=True)
-        return self.decode_image(ids, layout)
+        try:
+            return self.decode_image(self._pixel_vocab.text_to_ids(text, strict=True), layout, canonical)
+        except TokenFormatError as e:  # a text made with other settings: say which ones it seems to use
+            hint = format_hint(text, self.color_palette.name, layout or self.layout)
+            if not hint:
+                raise
+            raise TokenFormatError(f"{e}; {hint}") from None
 
     # -- batches -------------------------------------------------------------------------------
     def encode_images(self, images: Sequence[ImageInput], return_tensors: str | None = None,
@@ -167,11 +188,11 @@ class PixelImageMixin:
         return self.pad({"input_ids": ids}, padding=padding, max_length=max_length,
                         pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors, return_attention_mask=True)
 
-    def decode_images(self, batch_ids, layout: str | None = None) -> list[Image.Image]:
+    def decode_images(self, batch_ids, layout: str | None = None, canonical: bool = True) -> list[Image.Image]:
         """Batch of ids (list of lists, array or tensor; padding anywhere at either end) -> images."""
         if hasattr(batch_ids, "detach"):
             batch_ids = batch_ids.detach().cpu().numpy()
-        return [self.decode_image(row, layout) for row in batch_ids]
+        return [self.decode_image(row, layout, canonical) for row in batch_ids]
 
     # -- text decoding that round-trips exactly --------------------------------------------------
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
@@ -208,14 +229,15 @@ class PixelTokenizer(PixelImageMixin, PreTrainedTokenizer):
 
     def __init__(self, vocab_file: str | None = None, palette: str | dict | Palette = "named128",
                  layout: str = "grouped", max_side: int = 128, resize: str | None = None, **kwargs: Any):
-        saved = self._init_pixel_state(palette, layout, max_side, resize)
+        stored = None
         if vocab_file is not None:  # a saved vocabulary must match the one the settings rebuild
             import json
 
             with open(vocab_file, encoding="utf-8") as f:
                 stored = json.load(f)
-            if stored != self._pixel_vocab.token_to_id:
-                raise ValueError(f"{vocab_file}: vocabulary does not match palette/max_side in tokenizer_config.json")
+        saved = self._init_pixel_state(palette, layout, max_side, resize, vocab=stored)
+        if stored is not None and stored != self._pixel_vocab.token_to_id:
+            raise ValueError(f"{vocab_file}: vocabulary does not match palette/max_side in tokenizer_config.json")
         for k in ("pad_token", "unk_token", "bos_token", "eos_token"):
             kwargs.pop(k, None)
         kwargs.setdefault("special_tokens_pattern", "bos_eos")

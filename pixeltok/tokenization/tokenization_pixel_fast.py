@@ -20,7 +20,8 @@ class PixelTokenizerFast(PixelImageMixin, PreTrainedTokenizerFast):
 
     def __init__(self, palette: str | dict | Palette = "named128", layout: str = "grouped", max_side: int = 128,
                  resize: str | None = None, **kwargs: Any):
-        saved = self._init_pixel_state(palette, layout, max_side, resize)
+        vocab = kwargs.get("vocab")  # tokenizer.json's word-level vocabulary (restores legacy palette order)
+        saved = self._init_pixel_state(palette, layout, max_side, resize, vocab=vocab if isinstance(vocab, dict) else None)
         # The backend is always rebuilt from the settings, so a saved tokenizer.json can never disagree with them.
         for k in ("tokenizer_object", "tokenizer_file", "vocab_file", "vocab", "pad_token", "unk_token", "bos_token", "eos_token"):
             kwargs.pop(k, None)

@@ -1,0 +1,326 @@
+"""PixelTextProcessor: images as plain pixel tokens inside the vocabulary of ANY Hugging Face text tokenizer.
+
+The processor adds the pixel vocabulary of one palette / layout / maximum side to a text tokenizer as ordinary added
+tokens (``<px_c_red>``, ``<px_3_>``, ``<px_w16>``, ``<px_nl>``, ...; a prefix no text contains, so the tokenizer
+never produces them from text) plus three named special tokens, ``<image>`` (the placeholder in prompts), ``<boi>``
+and ``<eoi>`` (around every image). ``processor(text=..., images=...)`` tokenizes the text, then replaces each
+``<image>`` id with ``<boi>`` + that image's pixel-token ids + ``<eoi>``: ids computed straight from the pixels with
+numpy (quantize, then :class:`~pixeltok.tokenization.pixel_codec.PixelVocab`), no text round trip.
+
+    >>> from transformers import ByT5Tokenizer
+    >>> proc = PixelTextProcessor(ByT5Tokenizer(), palette="nes55", layout="runs", max_side=96)
+    >>> batch = proc(text=["<image> reads:"], images=[img], return_tensors="pt", padding=True)
+    >>> batch["input_ids"].shape, batch["image_mask"].shape        # (B, L), (B, L)
+    >>> proc.decode(batch["input_ids"][0])                         # '<image> reads:</s>'
+    >>> proc.decode_images(batch["input_ids"][0])[0]               # == PixelTokenizer(...).quantize(img)
+
+The layout is the Emu3 / Chameleon pattern with exact, lossless pixel tokens: ``raster`` is one colour token per
+pixel with a row-end token (like Emu3's ``height x (width + 1)``), ``grouped`` and ``runs`` are shorter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from transformers import AddedToken, BatchFeature, ProcessorMixin
+
+from .image_io import ImageInput, ImageInputError
+from .palettes import Palette, rgb_to_lab
+from .pixel_codec import LAYOUTS, TokenFormatError, as_id_array
+from .tokenization_pixel import PixelTokenizer
+
+# token groups of PixelVocab that each layout can emit (the others are never added)
+_LAYOUT_GROUPS = {
+    "raster": ("nl", "w", "h", "c"),
+    "grouped": ("nl", "w", "h", "x", "yc", "y", "c"),
+    "runs": ("nl", "w", "h", "x", "yc", "y", "pc", "p", "c"),
+}
+_GROUP_SIZES = ("nl", "w", "h", "x", "yc", "y", "pc", "p", "c")
+
+
+def pixel_token_name(token: str) -> str:
+    """The text-tokenizer surface form of one pixel token (``"c_red"`` -> ``"<px_c_red>"``, ``"\\n"`` -> ``"<px_nl>"``)."""
+    return "<px_nl>" if token == "\n" else f"<px_{token}>"
+
+
+class PixelTextProcessor(ProcessorMixin):
+    r"""Text + image processor over any text tokenizer (slow or fast).
+
+    Args:
+        tokenizer: any ``PreTrainedTokenizer``/``PreTrainedTokenizerFast``; the pixel tokens and ``<image>``,
+            ``<boi>``, ``<eoi>`` are added to it when missing (so ids are unchanged after a save/load).
+        palette: ``"named128"``, ``"nes55"``, a :class:`Palette` or its dict form (learned palettes are saved in full).
+        layout: ``"raster"`` | ``"grouped"`` | ``"runs"``.
+        max_side: largest width/height an image may have (larger ones raise unless ``resize``).
+        resize: ``None`` (refuse larger images) or ``"nearest"`` | ``"box"`` | ``"lanczos"``.
+    """
+
+    tokenizer_class = "AutoTokenizer"
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(self, tokenizer=None, palette: str | dict | Palette = "named128", layout: str = "raster",
+                 max_side: int = 96, resize: str | None = None, image_token: str = "<image>",
+                 boi_token: str = "<boi>", eoi_token: str = "<eoi>", **kwargs):
+        if tokenizer is None:
+            raise ValueError("PixelTextProcessor needs a text tokenizer (e.g. transformers.ByT5Tokenizer())")
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+        self._pixels = PixelTokenizer(palette=palette, layout=layout, max_side=max_side, resize=resize)
+        self.palette = self._pixels.palette  # a name, or a learned palette's dict (what processor_config.json keeps)
+        self.layout, self.max_side, self.resize = layout, int(max_side), resize
+        self.image_token, self.boi_token, self.eoi_token = image_token, boi_token, eoi_token
+        _add_pixel_vocabulary(tokenizer, self._pixels, layout, {"image_token": image_token, "boi_token": boi_token,
+                                                                "eoi_token": eoi_token})
+        super().__init__(tokenizer, **kwargs)
+        self._build_tables()
+
+    def _build_tables(self) -> None:
+        tok, vocab = self.tokenizer, self._pixels._pixel_vocab
+        self.image_token_id = tok.convert_tokens_to_ids(self.image_token)
+        self.boi_token_id = tok.convert_tokens_to_ids(self.boi_token)
+        self.eoi_token_id = tok.convert_tokens_to_ids(self.eoi_token)
+        pixel_ids = _pixel_vocab_ids(vocab, self.layout)
+        text_ids = np.asarray(tok.convert_tokens_to_ids([pixel_token_name(vocab.tokens[i]) for i in pixel_ids]))
+        if tok.unk_token_id is not None and (text_ids == tok.unk_token_id).any():
+            raise ValueError("the tokenizer lost some pixel tokens (they map to its unknown token); "
+                             "build the processor from the tokenizer it was saved with")
+        self._to_text = np.full(len(vocab), -1, np.int64)  # pixel-vocab id -> text-tokenizer id
+        self._to_text[pixel_ids] = text_ids
+        self._to_pixel = np.full(max(len(tok), int(text_ids.max()) + 1), -1, np.int64)  # and back
+        self._to_pixel[text_ids] = pixel_ids
+        self.pixel_token_ids = np.sort(text_ids)
+
+    # -- images -> ids -----------------------------------------------------------------------------------------------
+    @property
+    def pixel_tokenizer(self) -> PixelTokenizer:
+        """The :class:`PixelTokenizer` with this processor's palette, layout and size rules."""
+        return self._pixels
+
+    def image_ids(self, image: ImageInput) -> np.ndarray:
+        """One image -> its pixel-token ids in the text tokenizer's vocabulary (without ``<boi>``/``<eoi>``)."""
+        idx = self._pixels.quantize_indices(image)
+        return self._to_text[self._pixels._pixel_vocab.encode(idx, self.layout)]
+
+    def num_image_tokens(self, image: ImageInput) -> int:
+        """Tokens one image takes in a sequence, ``<boi>`` and ``<eoi>`` included."""
+        return len(self.image_ids(image)) + 2
+
+    def __call__(self, images: ImageInput | Sequence[ImageInput] | None = None, text: str | Sequence[str] | None = None,
+                 *, return_tensors: str | None = None, padding: bool | str = False, add_special_tokens: bool = True,
+                 return_image_mask: bool = True, **kwargs) -> BatchFeature:
+        """Tokenize ``text`` and expand every ``<image>`` into the next image's ``<boi>`` + pixel ids + ``<eoi>``.
+
+        ``images``: one image or a flat list, consumed in placeholder order (a list per sample is also accepted).
+        ``text``: one string or a list; ``None`` means one ``<image>`` per image. Returns a ``BatchFeature`` with
+        ``input_ids`` and ``attention_mask`` (``(B, L)`` with ``padding`` and ``return_tensors="pt"|"np"``) and,
+        unless ``return_image_mask=False``, ``image_mask``: 1 on every position of an image span (``<boi>`` through
+        ``<eoi>``). Truncation is refused: a cut image is not decodable.
+        """
+        if kwargs.get("truncation"):
+            raise ValueError("PixelTextProcessor does not truncate: a cut image cannot be decoded")
+        kwargs.pop("truncation", None)
+        images = _flat_images(images)
+        if text is None:
+            if not images:
+                raise ValueError("pass text=..., images=... or both")
+            text = [self.image_token] * len(images)
+        single = isinstance(text, str)
+        texts = [text] if single else list(text)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("text must be a string or a list of strings")
+        n_slots = sum(t.count(self.image_token) for t in texts)
+        if n_slots != len(images):
+            raise ValueError(f"{n_slots} {self.image_token} placeholder(s) in the text but {len(images)} image(s)")
+        enc = self.tokenizer(texts, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
+        spans = iter([self.image_ids(im) for im in images])
+        rows, masks = [], []
+        for ids in enc:
+            ids = np.asarray(ids, np.int64)
+            slots = np.flatnonzero(ids == self.image_token_id)
+            parts, mparts, start = [], [], 0
+            for s in slots:
+                img = next(spans)
+                parts += [ids[start:s], [self.boi_token_id], img, [self.eoi_token_id]]
+                mparts += [np.zeros(s - start, np.int64), np.ones(len(img) + 2, np.int64)]
+                start = s + 1
+            parts.append(ids[start:])
+            mparts.append(np.zeros(len(ids) - start, np.int64))
+            rows.append(np.concatenate(parts).astype(np.int64))
+            masks.append(np.concatenate(mparts))
+        data = self._pad(rows, masks, padding, return_image_mask)
+        if return_tensors is None and not padding:
+            data = {k: [r.tolist() for r in v] for k, v in data.items()}
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    def _pad(self, rows, masks, padding, return_image_mask) -> dict:
+        attn = [np.ones(len(r), np.int64) for r in rows]
+        if padding and padding != "do_not_pad":
+            pad_id = self.tokenizer.pad_token_id
+            if pad_id is None:
+                raise ValueError("padding needs a pad token: set tokenizer.pad_token (e.g. = tokenizer.eos_token)")
+            L = max(len(r) for r in rows)
+            left = self.tokenizer.padding_side == "left"
+
+            def pad(a, value):
+                fill = np.full(L - len(a), value, np.int64)
+                return np.concatenate([fill, a] if left else [a, fill])
+
+            rows = np.stack([pad(r, pad_id) for r in rows])
+            attn = np.stack([pad(a, 0) for a in attn])
+            masks = np.stack([pad(m, 0) for m in masks])
+        out = {"input_ids": rows, "attention_mask": attn}
+        if return_image_mask:
+            out["image_mask"] = masks
+        return out
+
+    # -- ids -> text and images --------------------------------------------------------------------------------------
+    def _spans(self, ids) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        a = as_id_array(ids)
+        boi, eoi = np.flatnonzero(a == self.boi_token_id), np.flatnonzero(a == self.eoi_token_id)
+        spans = []
+        for b in boi:
+            e = eoi[eoi > b]
+            if not len(e):
+                raise TokenFormatError(f"image starting at position {b} has no {self.eoi_token} (cut off?)")
+            if spans and b < spans[-1][1]:
+                raise TokenFormatError(f"{self.boi_token} at position {b} inside another image")
+            spans.append((int(b), int(e[0])))
+        if len(eoi) != len(spans):
+            raise TokenFormatError(f"{len(eoi)} {self.eoi_token} but {len(spans)} {self.boi_token} tokens")
+        return a, spans
+
+    def decode(self, ids, skip_special_tokens: bool = False, **kwargs) -> str:
+        """Ids -> text, each image span (``<boi>`` ... ``<eoi>``) written as one ``<image>``."""
+        a, spans = self._spans(ids)
+        pieces, start = [], 0
+        for b, e in spans:
+            pieces.append(self.tokenizer.decode(a[start:b].tolist(), skip_special_tokens=skip_special_tokens, **kwargs))
+            start = e + 1
+        pieces.append(self.tokenizer.decode(a[start:].tolist(), skip_special_tokens=skip_special_tokens, **kwargs))
+        return self.image_token.join(pieces)
+
+    def batch_decode(self, sequences, **kwargs) -> list[str]:
+        return [self.decode(s, **kwargs) for s in sequences]
+
+    def decode_images(self, ids, canonical: bool = False) -> list:
+        """Ids -> the images of every span, exactly ``PixelTokenizer.quantize`` of the inputs (PIL, RGB or RGBA).
+
+        Any pixel order that covers each pixel once is accepted (a model's output need not list colours in palette
+        order); ``canonical=True`` also requires exactly the processor's own encoding."""
+        a, spans = self._spans(ids)
+        images = []
+        for b, e in spans:
+            body = a[b + 1:e]
+            bad = (body < 0) | (body >= len(self._to_pixel))
+            px = np.where(bad, -1, self._to_pixel[np.clip(body, 0, len(self._to_pixel) - 1)])
+            if (px < 0).any():
+                k = int(np.flatnonzero(px < 0)[0])
+                raise TokenFormatError(f"image at position {b}: id {int(body[k])} at position {b + 1 + k} is not a "
+                                       f"{self.layout} pixel token")
+            idx = self._pixels._pixel_vocab.decode(px, self.layout, canonical=canonical)
+            images.append(self._pixels.indices_to_image(idx))
+        return images
+
+    def post_process_image_text_to_text(self, generated_outputs, skip_special_tokens: bool = True, **kwargs):
+        """Generated ids -> the text after the prompt (HF pipeline hook)."""
+        return self.batch_decode(generated_outputs, skip_special_tokens=skip_special_tokens, **kwargs)
+
+
+# -- vocabulary ------------------------------------------------------------------------------------------------------
+def _pixel_vocab_ids(vocab, layout: str) -> np.ndarray:
+    starts = [vocab.offset[g] for g in _GROUP_SIZES] + [len(vocab)]
+    bounds = {g: (starts[i], starts[i + 1]) for i, g in enumerate(_GROUP_SIZES)}
+    return np.concatenate([np.arange(*bounds[g]) for g in _LAYOUT_GROUPS[layout]])
+
+
+def _add_pixel_vocabulary(tokenizer, pixels: PixelTokenizer, layout: str, named: dict[str, str]) -> None:
+    """Add the named special tokens and the layout's pixel tokens to ``tokenizer`` where missing (idempotent)."""
+    missing = {k: v for k, v in named.items() if getattr(tokenizer, k, None) != v}
+    if missing:
+        # named special tokens survive save/load in tokenizer_config.json (transformers 5's extra_special_tokens)
+        tokenizer._set_model_specific_special_tokens(special_tokens=missing)
+    tokenizer.add_tokens([AddedToken(t, normalized=False, special=True) for t in named.values()], special_tokens=True)
+    vocab = pixels._pixel_vocab
+    names = [pixel_token_name(vocab.tokens[i]) for i in _pixel_vocab_ids(vocab, layout)]
+    have = tokenizer.get_vocab()
+    new = [AddedToken(t, normalized=False, special=False, lstrip=False, rstrip=False) for t in names if t not in have]
+    if new:
+        tokenizer.add_tokens(new)
+
+
+def pixel_embedding_init(processor: PixelTextProcessor, dim: int) -> dict[int, np.ndarray]:
+    """Structured start vectors (unit RMS) for the pixel tokens: each colour from its CIELAB coordinates, each
+    coordinate / size / run-length token from sinusoids of its value (as transformer positions), ``<px_nl>`` zero."""
+    vocab = processor.pixel_tokenizer._pixel_vocab
+    out: dict[int, np.ndarray] = {}
+
+    def sinusoid(value: np.ndarray, d: int, scale: float) -> np.ndarray:  # (N,) -> (N, d)
+        freqs = np.exp(-math.log(scale) * np.arange(d // 2) / max(d // 2, 1))
+        ang = value[:, None] * freqs[None, :]
+        enc = np.concatenate([np.sin(ang), np.cos(ang)], 1)
+        return np.pad(enc, ((0, 0), (0, d - enc.shape[1])))
+
+    pal = processor.pixel_tokenizer.color_palette
+    lab = np.concatenate([rgb_to_lab(pal.colors), [[100.0, 0.0, 0.0]]])  # transparent last: placed as white
+    d3 = [dim // 3, dim // 3, dim - 2 * (dim // 3)]
+    colour = np.concatenate([sinusoid(lab[:, k] / (100.0 if k == 0 else 128.0) * math.pi, d3[k], 16.0)
+                             for k in range(3)], 1)
+    for i in _pixel_vocab_ids(vocab, processor.layout):
+        tid = int(processor._to_text[i])
+        t = vocab.type_of[i]
+        if t == "C":
+            v = colour[int(vocab.value_of[i])]
+        elif t == "N":
+            v = np.zeros(dim)
+        else:
+            v = sinusoid(np.array([float(vocab.value_of[i])]), dim, 10000.0)[0]
+        rms = float(np.sqrt((v ** 2).mean())) or 1.0
+        out[tid] = v / rms
+    return out
+
+
+def resize_embeddings_for_pixels(model, processor: PixelTextProcessor, init: str = "mean") -> int:
+    """Resize ``model``'s token embeddings to the processor's tokenizer; returns the new vocabulary size.
+
+    ``init="mean"``: new rows start at the mean embedding (transformers' ``mean_resizing``). ``init="structured"``:
+    pixel-token rows start from :func:`pixel_embedding_init` (colour by CIELAB, coordinates by sinusoids), scaled to
+    the existing rows' RMS and centred on their mean, so neighbouring colours and coordinates start out close.
+    """
+    import torch
+
+    if init not in ("mean", "structured"):
+        raise ValueError(f"init must be 'mean' or 'structured', got {init!r}")
+    n = len(processor.tokenizer)
+    old = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(n, mean_resizing=old > 1)
+    if init == "structured":
+        emb = model.get_input_embeddings().weight
+        with torch.no_grad():
+            base = emb[:old].float()
+            mean, rms = base.mean(0), float(base.std())
+            for tid, v in pixel_embedding_init(processor, emb.shape[1]).items():
+                if tid >= old:
+                    emb[tid] = (mean + rms * torch.as_tensor(v, dtype=torch.float32)).to(emb.dtype)
+    return n
+
+
+def _flat_images(images) -> list:
+    if images is None:
+        return []
+    if isinstance(images, (list, tuple)):
+        flat = []
+        for im in images:
+            flat.extend(im if isinstance(im, (list, tuple)) else [im])
+        return flat
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    return [images]
+
+
+__all__ = ["PixelTextProcessor", "pixel_token_name", "pixel_embedding_init", "resize_embeddings_for_pixels",
+           "ImageInputError"]
+
+# a saved processor folder carries this file and its relative imports (auto_map), for trust_remote_code=True
+PixelTextProcessor.register_for_auto_class("AutoProcessor")

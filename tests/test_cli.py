@@ -1,0 +1,117 @@
+"""The `pixeltok` command line: fast start, one clear line for bad input, no partial or clobbered output files."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixeltok.cli import main
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def one_error_line(err: str, command: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"pixeltok {command}: error: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+@pytest.fixture
+def sprite(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "sprite.png"
+    Image.fromarray(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["palettes", "-v"], ["encode", "--help"]])
+def test_light_commands_start_without_torch_or_transformers(argv):
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "pixeltok", *argv], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"torch", "transformers", "datasets", "accelerate"}, sorted(imported)[:50]
+    if argv == ["--version"]:
+        assert r.stdout.strip().startswith("pixeltok 0.")
+
+
+def test_encode_decode_round_trip_needs_no_repeated_flags(tmp_path, capsys, sprite):
+    from pixeltok import PixelTokenizer
+
+    for palette in ("named128", "nes55"):
+        for layout in ("grouped", "raster", "runs"):
+            txt, png = tmp_path / f"{palette}-{layout}.txt", tmp_path / f"{palette}-{layout}.png"
+            assert run(capsys, "encode", str(sprite), "--palette", palette, "--layout", layout, "-o", str(txt))[0] == 0
+            rc, _, err = run(capsys, "decode", str(txt), "-o", str(png))  # palette and layout read from the text
+            assert rc == 0, err
+            expected = PixelTokenizer(palette=palette, layout=layout).quantize(str(sprite))
+            assert np.array_equal(np.asarray(Image.open(png)), np.asarray(expected))
+
+
+def test_encode_of_a_large_photo_names_the_flag_and_leaves_no_file(tmp_path, capsys):
+    big = tmp_path / "photo.png"
+    Image.new("RGB", (640, 427), (10, 200, 30)).save(big)
+    out = tmp_path / "photo.txt"
+    rc, _, err = run(capsys, "encode", str(big), "--palette", "nes55", "--layout", "runs", "-o", str(out))
+    assert rc == 2
+    one_error_line(err, "encode", "640x427", "--resize")
+    assert not out.exists() and not list(tmp_path.glob("*.part"))
+    assert run(capsys, "encode", str(big), "--resize", "box", "-o", str(out))[0] == 0 and out.stat().st_size > 0
+
+
+def test_existing_output_is_refused_unless_force(tmp_path, capsys, sprite):
+    out = tmp_path / "out.txt"
+    out.write_text("keep me")
+    rc, _, err = run(capsys, "encode", str(sprite), "-o", str(out))
+    assert rc == 2
+    one_error_line(err, "encode", "exists", "--force")
+    assert out.read_text() == "keep me"
+    assert run(capsys, "encode", str(sprite), "-o", str(out), "--force")[0] == 0
+    assert out.read_text().startswith("w13 h9")
+
+
+@pytest.mark.parametrize("case", ["dir-input", "dir-output", "under-a-file", "missing-folder", "missing-input",
+                                  "missing-model", "model-is-a-file", "garbage-ptk", "not-text", "bad-tokens"])
+def test_bad_input_ends_in_one_clear_line(tmp_path, capsys, sprite, case):
+    garbage = tmp_path / "garbage.ptk"
+    garbage.write_bytes(b"PTK?" + bytes(range(60)))
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00 not text")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("w2 h2\nc_red 0_0, 9_9,\n")
+    argv, needle = {
+        "dir-input": (["encode", str(tmp_path), "-o", str(tmp_path / "o.txt")], "is a directory"),
+        "dir-output": (["encode", str(sprite), "-o", str(tmp_path)], "is a directory"),
+        "under-a-file": (["compress", str(sprite), "-o", str(sprite / "x.ptk")], "is a file"),
+        "missing-folder": (["compress", str(sprite), "-o", str(tmp_path / "no" / "x.ptk")], "does not exist"),
+        "missing-input": (["decompress", str(tmp_path / "none.ptk"), "-o", str(tmp_path / "o.png")], "not found"),
+        "missing-model": (["compress", str(sprite), "-o", str(tmp_path / "o.ptk"), "--model", "missing.png"],
+                          "not found: missing.png"),
+        "model-is-a-file": (["compress", str(sprite), "-o", str(tmp_path / "o.ptk"), "--model", str(sprite)],
+                            "is a file"),
+        "garbage-ptk": (["decompress", str(garbage), "-o", str(tmp_path / "o.png")], ""),
+        "not-text": (["decode", str(binary), "-o", str(tmp_path / "o.png")], "not UTF-8"),
+        "bad-tokens": (["decode", str(bad), "-o", str(tmp_path / "o.png")], ""),
+    }[case]
+    before = sorted(os.listdir(tmp_path))
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2
+    one_error_line(err, argv[0], needle)
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written, not even a partial file
+
+
+def test_compress_decompress_round_trip(tmp_path, capsys, sprite):
+    ptk, back = tmp_path / "s.ptk", tmp_path / "back.png"
+    assert run(capsys, "compress", str(sprite), "-o", str(ptk))[0] == 0
+    assert run(capsys, "decompress", str(ptk), "-o", str(back))[0] == 0
+    assert np.array_equal(np.asarray(Image.open(back)), np.asarray(Image.open(sprite)))
