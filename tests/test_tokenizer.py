@@ -577,3 +577,19 @@ def test_integer_id_containers_all_decode_alike():
     for form in (np.array(ids, np.int32), np.array(ids, np.uint16), torch.tensor(ids), torch.tensor([ids]),
                  [np.int64(i) for i in ids], np.array(ids, dtype=object)):
         assert same(t.decode_image(form), ref)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("opts", [{}, {"padding": "max_length", "max_length": 90}, {"pad_to_multiple_of": 16},
+                                  {"padding": False}])
+def test_encode_images_pads_exactly_like_transformers_pad(side, opts):
+    """The numpy padding of encode_images (transformers' pad walks Python lists: slower than encoding) gives what
+    tokenizer.pad gives, on either side and with each padding option."""
+    rng = np.random.default_rng(5)
+    imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(2, 3), (4, 5), (1, 1)]]
+    tok = PixelTokenizer(palette="nes55", layout="runs")
+    tok.padding_side = side
+    got = tok.encode_images(imgs, return_tensors=None, **opts)
+    ref = tok.pad({"input_ids": [tok.encode_image(im) for im in imgs]}, return_attention_mask=True,
+                  **{"padding": True, **opts})
+    assert got["input_ids"] == ref["input_ids"] and got["attention_mask"] == ref["attention_mask"]

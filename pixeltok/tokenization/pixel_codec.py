@@ -356,6 +356,15 @@ class PixelVocab:
         return tokens_to_text(self.token_array[np.asarray(ids, dtype=np.int64)].tolist())
 
 
+def pad_rows(rows: list[np.ndarray], value: int, length: int, left: bool = False) -> np.ndarray:
+    """Variable-length 1-D int rows -> one ``(len(rows), length)`` int64 array, padded with ``value`` on one side
+    (numpy; transformers' ``pad`` walks Python lists and is slower than encoding the images)."""
+    out = np.full((len(rows), length), value, np.int64)
+    for i, r in enumerate(rows):
+        out[i, slice(length - len(r), length) if left else slice(0, len(r))] = r
+    return out
+
+
 def tokens_to_text(tokens: list[str]) -> str:
     """Join tokens: no space after ``x_`` or before ``+n``/newline, none at a line start, else one space."""
     out = []

@@ -28,7 +28,7 @@ from transformers import AddedToken, BatchFeature, ProcessorMixin
 
 from .image_io import ImageInput, ImageInputError
 from .palettes import Palette, rgb_to_lab
-from .pixel_codec import LAYOUTS, TokenFormatError, as_id_array
+from .pixel_codec import LAYOUTS, TokenFormatError, as_id_array, pad_rows
 from .tokenization_pixel import PixelTokenizer
 
 # token groups of PixelVocab that each layout can emit (the others are never added)
@@ -162,14 +162,7 @@ class PixelTextProcessor(ProcessorMixin):
                 raise ValueError("padding needs a pad token: set tokenizer.pad_token (e.g. = tokenizer.eos_token)")
             L = max(len(r) for r in rows)
             left = self.tokenizer.padding_side == "left"
-
-            def pad(a, value):
-                fill = np.full(L - len(a), value, np.int64)
-                return np.concatenate([fill, a] if left else [a, fill])
-
-            rows = np.stack([pad(r, pad_id) for r in rows])
-            attn = np.stack([pad(a, 0) for a in attn])
-            masks = np.stack([pad(m, 0) for m in masks])
+            rows, attn, masks = pad_rows(rows, pad_id, L, left), pad_rows(attn, 0, L, left), pad_rows(masks, 0, L, left)
         out = {"input_ids": rows, "attention_mask": attn}
         if return_image_mask:
             out["image_mask"] = masks

@@ -21,7 +21,7 @@ from transformers import BatchEncoding, PreTrainedTokenizer
 from .image_io import ImageInput, ImageInputError, to_rgba
 from .palettes import BUILTIN_PALETTES, Palette, get_palette, train_palette
 from .pixel_codec import (BOS, EOS, LAYOUTS, PAD, TOKEN_RE, UNK, PixelVocab, TokenFormatError, as_id_array, format_hint,
-                          tokens_to_text)
+                          pad_rows, tokens_to_text)
 
 RESIZE_POLICIES = (None, "nearest", "box", "lanczos")
 _RESAMPLE = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
@@ -181,12 +181,24 @@ class PixelImageMixin:
 
         Never truncates: a truncated image is not decodable, so ``max_length`` shorter than an image raises.
         """
-        ids = [self.encode_image(im, add_special_tokens=add_special_tokens, resize=resize) for im in images]
-        if max_length is not None and any(len(x) > max_length for x in ids):
-            longest = max(len(x) for x in ids)
+        special = [[self.bos_token_id], [self.eos_token_id]] if add_special_tokens else [[], []]
+        rows = [np.concatenate([special[0], self._pixel_vocab.encode(self.quantize_indices(im, resize), self.layout),
+                                special[1]]).astype(np.int64) for im in images]
+        longest = max((len(r) for r in rows), default=0)
+        if max_length is not None and longest > max_length:
             raise ValueError(f"an image needs {longest} tokens, more than max_length={max_length}; truncation would make it undecodable")
-        return self.pad({"input_ids": ids}, padding=padding, max_length=max_length,
-                        pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors, return_attention_mask=True)
+        if padding in (False, "do_not_pad") or not rows:
+            data = {"input_ids": [r.tolist() for r in rows], "attention_mask": [[1] * len(r) for r in rows]}
+            return BatchEncoding(data, tensor_type=return_tensors)
+        length = max_length if padding == "max_length" and max_length is not None else longest
+        if pad_to_multiple_of:
+            length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+        left = self.padding_side == "left"
+        data = {"input_ids": pad_rows(rows, self.pad_token_id, length, left),
+                "attention_mask": pad_rows([np.ones(len(r), np.int64) for r in rows], 0, length, left)}
+        if return_tensors is None:
+            data = {k: v.tolist() for k, v in data.items()}
+        return BatchEncoding(data, tensor_type=return_tensors)
 
     def decode_images(self, batch_ids, layout: str | None = None, canonical: bool = True) -> list[Image.Image]:
         """Batch of ids (list of lists, array or tensor; padding anywhere at either end) -> images."""
