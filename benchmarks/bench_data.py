@@ -11,6 +11,10 @@
 3. full builds (``download_and_prepare`` to Arrow, PNG-encoded images) of >= ``--tiles`` tiles: the ``tiles``
    config on scikit-image photos (stride chosen to reach the count, then ``max_tiles_per_image``), and the
    ``cifar10`` config on an archive of the same number of records written in the official binary format.
+4. text images (the reading task, ``pixeltok.data.text_images``), pinned to one core: images/s of
+   ``sample_row`` + ``render_text_image`` (fonts cached per (path, size), numpy noise) vs the same rows with the font
+   loaded per image and vs a naive per-image matplotlib render; and rows/s of ``load_text_images(streaming=True)``
+   (PNG encode + decode included). ``--text-images-only`` runs just this section (a few seconds).
 """
 
 from __future__ import annotations
@@ -132,14 +136,87 @@ def photos() -> dict[str, np.ndarray]:
     return out
 
 
+def bench_text_images(n: int = 3000, n_ref: int = 60) -> None:
+    """Section 4: rendering speed of the reading task's images on one core, against two baselines in the same run."""
+    from PIL import ImageFont
+
+    from pixeltok.data import text_images as ti
+
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if cores:
+        os.sched_setaffinity(0, {min(cores)})  # one core, whatever the machine
+    try:
+        pools = ti.make_pools("matplotlib", "pydoc")  # offline: matplotlib's fonts, words from the Python docs
+
+        def rows(k):
+            for i in range(k):
+                rng = np.random.default_rng([0, 0, i])
+                yield ti.sample_row(rng, pools), rng
+
+        ti.render_text_image(*next(rows(1)))  # warm-up outside the timing
+        t = time.perf_counter()
+        for p, rng in rows(n):  # sample the row's parameters (fitting the word: getbbox) and draw it
+            ti.render_text_image(p, rng)
+        cached = n / (time.perf_counter() - t)
+
+        n_unc = min(n, 10 * n_ref)
+        t = time.perf_counter()
+        for i in range(n_unc):  # the same rows, every TTF loaded again for each image
+            ti._FONTS.clear()
+            rng = np.random.default_rng([0, 0, i])
+            ti.render_text_image(ti.sample_row(rng, pools), rng)
+        uncached = n_unc / (time.perf_counter() - t)
+
+        params = list(rows(n_ref))
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.font_manager import FontProperties
+
+        paths = dict(pools.fonts)
+        t = time.perf_counter()
+        for p, rng in params:  # naive: one matplotlib figure per word, then the same numpy noise
+            fig = plt.figure(figsize=(p["width"] / 100, p["height"] / 100), dpi=100, facecolor=np.array(p["bg"]) / 255)
+            fig.text(p["offset_x"] / p["width"], 1 - (p["offset_y"] + 0.8 * p["font_size"]) / p["height"], p["text"],
+                     color=np.array(p["fg"]) / 255, fontproperties=FontProperties(fname=paths[p["font"]], size=p["font_size"] * 0.72))
+            fig.canvas.draw()
+            a = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.float32)
+            plt.close(fig)
+            a += rng.standard_normal(a.shape, dtype=np.float32) * np.float32(p["noise_sigma"])
+            Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+        naive = n_ref / (time.perf_counter() - t)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ds = ti.load_text_images(n_train=n // 3, n_val=0, n_test=0, words="pydoc", streaming=True, cache_dir=tmp)
+            t = time.perf_counter()
+            k = sum(1 for _ in ds["train"])
+            streamed = k / (time.perf_counter() - t)
+    finally:
+        if cores:
+            os.sched_setaffinity(0, cores)
+    print(f"\n[text images] one core, {len(pools.fonts)} matplotlib fonts, pydoc words, tier mixed, Pillow "
+          f"{Image.__version__} / FreeType {ImageFont.core.freetype2_version}")
+    print(f"  cached fonts + numpy noise {cached:10.1f} images/s  ({n} images)")
+    print(f"  font loaded per image      {uncached:10.1f} images/s  ({n_unc} images; cached = {cached / uncached:.1f}x)")
+    print(f"  matplotlib figure per image {naive:9.1f} images/s  ({n_ref} images; cached = {cached / naive:.1f}x)")
+    print(f"  load_text_images(streaming=True) iteration {streamed:8.1f} rows/s ({k} rows, PNG encode + decode included)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sprites", help="a prepare_wesnoth / sprite folder with metadata.jsonl")
     ap.add_argument("--tiles", type=int, default=10_000)
     ap.add_argument("--num-proc", type=int, default=2)
     ap.add_argument("--ref-sprites", type=int, default=40, help="sprites timed with the slow reference")
+    ap.add_argument("--text-images", type=int, default=3000, help="text images rendered in section 4 (0: skip it)")
+    ap.add_argument("--text-images-only", action="store_true", help="run only section 4 (text images)")
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, cpus {os.cpu_count()}")
+    if args.text_images_only:
+        bench_text_images(args.text_images or 3000)
+        return
 
     # 1. pixelization
     sprites, what = load_sprites(args.sprites)
@@ -232,6 +309,9 @@ def main() -> None:
             dt = time.perf_counter() - t
             n = sum(d.num_rows for d in dd.values())
             print(f"[full build] pokemon config on {folder.name}: {n} sprites in {dt:6.2f} s ({n / dt:8.1f} rows/s)")
+
+    if args.text_images:
+        bench_text_images(args.text_images)
 
 
 if __name__ == "__main__":
