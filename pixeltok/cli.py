@@ -165,15 +165,14 @@ def cmd_compress(args) -> int:
     out = check_output(args.output, args.force)
     model = checkpoint_arg(args.model)
     from .compression import compress
-    from .image_io import to_rgb_exact
 
-    pixels = to_rgb_exact(str(image))
-    data, stats = compress(pixels, model=model, progress=True, return_stats=True)
+    data, stats = compress(str(image), model=model, progress=True, return_stats=True)
     with atomic_output(out) as f:
         f.write(data)
-    n_sub = pixels.size
+    n_sub = stats["sub_pixels"]
+    how = f"{stats['tiles']} tiles" if stats["payload"] == "coded" else "stored raw (coding would be larger)"
     print(f"{args.image} -> {args.output}: {len(data)} bytes, {len(data) * 8 / n_sub:.3f} bits per sub-pixel "
-          f"(ideal {stats['ideal_bits'] / n_sub:.3f}), {stats['tiles']} tiles")
+          f"(ideal {stats['ideal_bits'] / n_sub:.3f}), {how}")
     return 0
 
 

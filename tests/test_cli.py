@@ -115,3 +115,16 @@ def test_compress_decompress_round_trip(tmp_path, capsys, sprite):
     assert run(capsys, "compress", str(sprite), "-o", str(ptk))[0] == 0
     assert run(capsys, "decompress", str(ptk), "-o", str(back))[0] == 0
     assert np.array_equal(np.asarray(Image.open(back)), np.asarray(Image.open(sprite)))
+
+
+def test_compress_keeps_grayscale_one_channel(tmp_path, capsys):
+    from skimage import data as skdata
+
+    gray = tmp_path / "gray.png"
+    Image.fromarray(skdata.camera()[440:504, 300:396]).save(gray)
+    ptk, back = tmp_path / "g.ptk", tmp_path / "back.png"
+    assert run(capsys, "compress", str(gray), "-o", str(ptk))[0] == 0
+    assert ptk.stat().st_size < 96 * 64  # one coded channel: below the raw 8-bit pixels
+    assert run(capsys, "decompress", str(ptk), "-o", str(back))[0] == 0
+    again = Image.open(back)
+    assert again.mode == "L" and np.array_equal(np.asarray(again), np.asarray(Image.open(gray)))

@@ -221,3 +221,46 @@ def test_round_trip_encode_decode_tiles():
     # the tables the coder used are mixture_freqs of the exact params
     syms, freqs, _, _ = coder.tile_tables(m, tiles[2][None])
     assert_valid(freqs[0], syms.shape[1])
+
+
+def test_grayscale_tiles_code_one_channel():
+    """``channels=1``: only the gray value is coded (head 0, gray neighbourhood as context); G = B come back as
+    copies, and the stream is shorter than coding the same tile as three channels."""
+    m = _random_model()
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:16, 0:24]
+    g = np.clip(yy * 5 + xx * 2 + rng.integers(-4, 5, (16, 24)), 0, 255).astype(np.uint8)
+    tiles = [np.repeat(g[..., None], 3, axis=2), np.repeat(g[:7, :9, None], 3, axis=2)]
+    syms, freqs, _, offs = coder.tile_tables(m, tiles[0][None], channels=1)
+    assert syms.shape == (1, 16 * 24) and freqs.shape == (1, 16 * 24, 256) and offs.shape == (1, 1)
+    assert sorted(syms[0].tolist()) == sorted(g.reshape(-1).tolist())
+    streams, ideal = coder.encode_tiles(m, tiles, channels=1)
+    streams3, ideal3 = coder.encode_tiles(m, tiles, channels=3)
+    assert all(len(a) < len(b) for a, b in zip(streams, streams3)) and all(a < b for a, b in zip(ideal, ideal3))
+    for got, want in zip(coder.decode_tiles(m, streams, [t.shape[:2] for t in tiles], channels=1), tiles):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="channels"):
+        coder.encode_tiles(m, tiles, channels=2)
+
+
+def test_streams_padded_to_one_word_per_1024_pixels():
+    """A near-certain model codes a flat 64x64 tile in one 32-bit word; CODER_ID 3 pads it with zero words to
+    ceil(4096 / 1024) = 4 so that no file can ask for more than ~256 pixels of decoding per byte. The padding
+    decodes the same (the range decoder reads missing words as zeros)."""
+    from pixeltok.compression import format as ptk_format
+
+    m = _random_model()
+    k = m.config.num_mixtures
+    with torch.no_grad():
+        for out, skip in zip(m.head_out, m.head_skip):
+            for p in (out.weight, out.bias, skip.weight, skip.bias):
+                p.zero_()
+            skip.bias[k:2 * k] = -3.0  # mu far below level 0: all the mass in the open bin 0
+            skip.bias[2 * k:] = -7.0
+    tiles = [np.zeros((64, 64, 3), np.uint8), np.zeros((32, 32, 3), np.uint8), np.zeros((20, 70, 3), np.uint8)]
+    streams, ideal = coder.encode_tiles(m, tiles)
+    assert max(ideal) < 32
+    assert [len(s) for s in streams] == [16, 4, 8]
+    assert [ptk_format.min_stream_bytes(*t.shape[:2], coder.CODER_ID) for t in tiles] == [16, 4, 8]
+    for got, want in zip(coder.decode_tiles(m, streams, [t.shape[:2] for t in tiles]), tiles):
+        np.testing.assert_array_equal(got, want)

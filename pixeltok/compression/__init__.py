@@ -5,7 +5,9 @@
     >>> img = decompress(data)                   # PIL.Image, bit-exact
 
 Images are cut into ``tile_size`` tiles on a grid (edge tiles smaller, coded at their own size); each tile is an
-independent range-coder stream. See ``coder`` for the exact-arithmetic pipeline and ``format`` for the layout.
+independent range-coder stream (grayscale images code one channel). When the coded payload would be larger than
+the raw pixels, the file stores them instead, so a ``.ptk`` file is never bigger than raw pixels + header. See
+``coder`` for the exact-arithmetic pipeline and ``format`` for the layout and limits.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from ..image_io import ImageInputError, open_image, to_rgb_exact
 from ..tiling import cut_tiles, join_tiles, tile_grid
 from . import coder, format as ptk_format
 from .format import (
+    MAX_IMAGE_PIXELS,
+    MAX_TILE_SIZE,
     PtkChecksumError,
     PtkFormatError,
     PtkHeader,
+    PtkLimitError,
     PtkModelMismatchError,
     PtkTruncatedError,
     PtkVersionError,
@@ -39,22 +44,26 @@ from .model import (
 __all__ = [
     "compress", "decompress", "load_codec_model", "PixelContextCodecConfig", "PixelContextCodecModel",
     "PtkFormatError", "PtkTruncatedError", "PtkChecksumError", "PtkVersionError", "PtkModelMismatchError",
-    "ImageInputError", "read_header", "DEFAULT_CHECKPOINT",
+    "PtkLimitError", "ImageInputError", "read_header", "DEFAULT_CHECKPOINT", "MAX_TILE_SIZE", "MAX_IMAGE_PIXELS",
 ]
 
 _DEFAULT = None
 
 
+def _check_model_arg(model) -> None:
+    if model is not None and not isinstance(model, (str, os.PathLike, PixelContextCodecModel)):
+        raise TypeError(f"model must be None, a path or a PixelContextCodecModel, got {type(model).__name__}")
+
+
 def _resolve(model) -> PixelContextCodecModel:
     global _DEFAULT
+    _check_model_arg(model)
     if model is None:
         if _DEFAULT is None:
             _DEFAULT = load_codec_model()
         return _DEFAULT
     if isinstance(model, (str, os.PathLike)):
         return load_codec_model(model)
-    if not isinstance(model, PixelContextCodecModel):
-        raise TypeError(f"model must be None, a path or a PixelContextCodecModel, got {type(model).__name__}")
     return model
 
 
@@ -78,74 +87,121 @@ def compress(image, model=None, *, tile_size: int = 32, batch_size: int = 16, pr
     """Losslessly compress an image to ``.ptk`` bytes.
 
     ``image``: path, PIL image (RGB/L/1), ``(H, W, 3)``/``(H, W)`` uint8 array or tensor; images with alpha,
-    16-bit or float pixels are refused (``ImageInputError``). ``model``: ``None`` (shipped default), a checkpoint
-    path, or a :class:`PixelContextCodecModel`. ``batch_size`` tiles go through one exact forward pass; the output
-    does not depend on it. With ``return_stats`` returns ``(bytes, {"ideal_bits": ..., "payload_bytes": ...})``.
+    16-bit or float pixels, or more than ``MAX_IMAGE_PIXELS`` pixels are refused (``ImageInputError``). ``model``:
+    ``None`` (shipped default), a checkpoint path, or a :class:`PixelContextCodecModel`. ``tile_size`` in
+    ``[1, MAX_TILE_SIZE]``. ``batch_size`` tiles go through one exact forward pass; the output does not depend on
+    it. Grayscale images code one channel; if the coded payload would be larger than the raw pixels, they are
+    stored. With ``return_stats`` returns ``(bytes, {"ideal_bits", "payload_bytes", "tiles", "payload",
+    "sub_pixels"})``, ``payload`` being ``"coded"`` or ``"stored"``, ``sub_pixels`` the values coded (H x W x bands).
     """
+    if not isinstance(tile_size, (int, np.integer)) or not 1 <= tile_size <= MAX_TILE_SIZE:
+        raise ValueError(f"tile_size must be an int in [1, {MAX_TILE_SIZE}], got {tile_size!r}")
+    tile_size = int(tile_size)
+    _check_model_arg(model)
     source = None
     if isinstance(image, (str, os.PathLike)):  # decode the file once; errors still name it
         source, image = str(image), open_image(image)
     pixels = to_rgb_exact(image, source=source)
+    if pixels.shape[0] * pixels.shape[1] > MAX_IMAGE_PIXELS:
+        raise ImageInputError(f"{source or 'image'}: {pixels.shape[1]}x{pixels.shape[0]} has more than "
+                              f"{MAX_IMAGE_PIXELS} pixels, the .ptk limit")
     mode = _mode_of(image)
+    native = pixels[..., 0] if mode == "L" else pixels  # L arrives as R = G = B
     m = _resolve(model)
-    if not 1 <= tile_size <= 65535:
-        raise ValueError(f"tile_size must be in [1, 65535], got {tile_size}")
     tiles, _ = cut_tiles(pixels, size=tile_size, border="keep")
     with torch.inference_mode():
         streams, ideal = coder.encode_tiles(m, [np.ascontiguousarray(t) for t in tiles], batch_size=batch_size,
-                                            progress=progress)
+                                            progress=progress, channels=coder.coded_channels(mode))
     header = PtkHeader(
         width=pixels.shape[1], height=pixels.shape[0], mode=mode, tile_size=tile_size,
         token_order=coder.TOKEN_ORDER, quant_id=coder.QUANT_ID, freq_bits=coder.FREQ_BITS, prob_bits=coder.PROB_BITS,
         numerics_id=coder.NUMERICS_ID, coder_id=coder.CODER_ID, model_sha256=_identity(m), model_name=model_name(m),
-        pixels_crc32=ptk_format.pixels_crc32(pixels))
-    data = ptk_format.write(header, streams)
+        pixels_crc32=ptk_format.image_crc32(mode, native))
+    raw = np.ascontiguousarray(native).tobytes()
+    coded, stored = ptk_format.write(header, streams), ptk_format.write(header, stored=raw)
+    data = coded if len(coded) <= len(stored) else stored  # never more than raw pixels + header
     if return_stats:
-        return data, {"ideal_bits": float(sum(ideal)), "payload_bytes": int(sum(len(s) for s in streams)),
-                      "tiles": len(tiles)}
+        kind = "coded" if data is coded else "stored"
+        payload = int(sum(len(s) for s in streams)) if kind == "coded" else len(raw)
+        return data, {"ideal_bits": float(sum(ideal)), "payload_bytes": payload, "tiles": len(tiles),
+                      "payload": kind, "sub_pixels": int(native.size)}
     return data
 
 
-def read_header(data: bytes) -> PtkHeader:
-    """Parse and verify a ``.ptk`` file's structure and checksum (no decoding)."""
-    return ptk_format.parse(data)[0]
+def read_header(data) -> PtkHeader:
+    """Parse and verify a ``.ptk`` file's structure and checksum (no decoding); ``data`` as for :func:`decompress`."""
+    source = "data"
+    if isinstance(data, (str, os.PathLike)):
+        source, data = str(data), ptk_format.read_file(data)
+    return ptk_format.parse(data, source)[0]
+
+
+def _decoder_failure(e: BaseException) -> bool:
+    """Errors of a corrupted tile stream: ours (ValueError), constriction's ("invalid compressed data" is an
+    AssertionError) and a Rust panic in it (pyo3's PanicException derives from BaseException)."""
+    return isinstance(e, (ValueError, RuntimeError, AssertionError, IndexError, OverflowError)) \
+        or type(e).__name__ == "PanicException"
 
 
 def decompress(data, model=None, *, batch_size: int = 64, progress: bool = False) -> Image.Image:
-    """Decode ``.ptk`` bytes (or a path to a ``.ptk`` file) back to the exact original ``PIL.Image``.
+    """Decode ``.ptk`` data -- ``bytes``, ``bytearray``, ``memoryview`` or a path (``str``/``os.PathLike``) to a
+    ``.ptk`` file -- back to the exact original ``PIL.Image``.
 
-    Raises a :class:`PtkFormatError` subclass for a truncated/corrupted file, an unknown version or coding
-    parameters, or a model whose weights differ from the encoder's; never returns a wrong image (the decoded
-    pixels are checked against the stored CRC32).
+    Raises a :class:`PtkFormatError` subclass for a truncated/corrupted file, sizes beyond the limits
+    (:class:`PtkLimitError`), an unknown version or coding parameters, or a model whose weights differ from the
+    encoder's; ``TypeError`` for any other type of ``data``. Never returns a wrong image (the decoded pixels are
+    checked against the stored CRC32). A stored payload needs no model.
     """
     source = "data"
     if isinstance(data, (str, os.PathLike)):
-        source = str(data)
-        with open(data, "rb") as f:
-            data = f.read()
+        source, data = str(data), ptk_format.read_file(data)
+    _check_model_arg(model)
     header, streams = ptk_format.parse(data, source)
-    expect = (coder.QUANT_ID, coder.FREQ_BITS, coder.PROB_BITS, coder.NUMERICS_ID, coder.CODER_ID)
-    got = (header.quant_id, header.freq_bits, header.prob_bits, header.numerics_id, header.coder_id)
-    if got != expect:
+    if header.payload == "stored":
+        shape = (header.height, header.width) + ((3,) if header.mode == "RGB" else ())
+        pixels = np.frombuffer(streams[0], dtype=np.uint8).reshape(shape)
+    else:
+        pixels = _decode_coded(header, streams, model, source, batch_size, progress)
+    bad_crc = PtkChecksumError(f"{source}: decoded pixels do not match the stored CRC32 (corrupted, or the model or "
+                               "numerics differ from the encoder's); refusing to return a wrong image")
+    if header.version < 2 and ptk_format.pixels_crc32(pixels) != header.pixels_crc32:  # (H, W, 3), mode not covered
+        raise bad_crc
+    if header.mode == "L" and pixels.ndim == 3:  # coded as R = G = B (coder id 2)
+        if not ((pixels[..., 0] == pixels[..., 1]) & (pixels[..., 0] == pixels[..., 2])).all():
+            raise PtkChecksumError(f"{source}: the header says L but the decoded pixels are not gray (R = G = B); "
+                                   "the mode field is corrupted")
+        pixels = np.ascontiguousarray(pixels[..., 0])
+    if header.version >= 2 and ptk_format.image_crc32(header.mode, pixels) != header.pixels_crc32:
+        raise bad_crc
+    return Image.fromarray(pixels, header.mode)
+
+
+def _decode_coded(header: PtkHeader, streams: list[bytes], model, source: str, batch_size: int,
+                  progress: bool) -> np.ndarray:
+    """Range-decode the tile streams -> ``(H, W, 3)`` pixels, or ``(H, W)`` for a one-channel L file."""
+    expect = (coder.QUANT_ID, coder.FREQ_BITS, coder.PROB_BITS, coder.NUMERICS_ID)
+    got = (header.quant_id, header.freq_bits, header.prob_bits, header.numerics_id)
+    if got != expect or header.coder_id not in coder.DECODER_IDS:
         raise PtkVersionError(f"{source}: unsupported coding parameters (quant, freq_bits, prob_bits, numerics, coder) "
-                              f"= {got}; this pixeltok implements {expect}")
+                              f"= {got + (header.coder_id,)}; this pixeltok implements {expect} with coder ids "
+                              f"{coder.DECODER_IDS}")
     m = _resolve(model)
     sha = _identity(m)
     if sha != header.model_sha256:
         raise PtkModelMismatchError(
             f"{source}: written with model {header.model_name!r} (weights sha256 {header.model_sha256[:16]}...), "
             f"but the given model {model_name(m)!r} has sha256 {sha[:16]}...; pass the encoder's model")
-    rows, cols = tile_grid(header.height, header.width, header.tile_size)
-    shapes = [(min(header.tile_size, header.height - r * header.tile_size),
-               min(header.tile_size, header.width - c * header.tile_size)) for r in range(rows) for c in range(cols)]
+    ts = header.tile_size
+    rows, cols = tile_grid(header.height, header.width, ts)
+    shapes = [(min(ts, header.height - r * ts), min(ts, header.width - c * ts))
+              for r in range(rows) for c in range(cols)]
+    channels = coder.coded_channels(header.mode, header.coder_id)
     try:
         with torch.inference_mode():
-            tiles = coder.decode_tiles(m, streams, shapes, batch_size=batch_size, progress=progress)
-    except (ValueError, RuntimeError) as e:  # a corrupted stream that slipped past the CRC
-        raise PtkChecksumError(f"{source}: tile streams could not be decoded ({e})") from e
-    pixels = join_tiles(tiles, header.height, header.width, header.tile_size)
-    if ptk_format.pixels_crc32(pixels) != header.pixels_crc32:
-        raise PtkChecksumError(f"{source}: decoded pixels do not match the stored CRC32 (model or numerics differ "
-                               "from the encoder's); refusing to return a wrong image")
-    img = Image.fromarray(pixels, "RGB")
-    return img.convert("L") if header.mode == "L" else img
+            tiles = coder.decode_tiles(m, streams, shapes, batch_size=batch_size, progress=progress, channels=channels)
+    except BaseException as e:  # a corrupted stream that slipped past the file CRC (a crafted file)
+        if not _decoder_failure(e):
+            raise
+        raise PtkChecksumError(f"{source}: tile streams could not be decoded ({type(e).__name__}: {e})") from e
+    pixels = join_tiles(tiles, header.height, header.width, ts)
+    return pixels[..., 0] if channels == 1 else pixels

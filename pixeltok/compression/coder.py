@@ -10,14 +10,19 @@ Pipeline for every sub-pixel (what the ``.ptk`` header pins with ``numerics``/``
    256 levels evaluated with int64 arithmetic and lookup tables only -- no ``exp`` of the platform, no float
    rounding -- so every machine builds bit-identical tables from the same parameters. ``QUANT_ID = 1`` (float64
    ``np.exp`` + :func:`quantize_probs`) could differ by one ulp between CPUs (SIMD ``exp`` kernels) and is gone.
-3. **Per-tile scale offsets** (``pixeltok.compression.adapt``): the encoder picks, per tile and channel, one of
-   ``NUM_SCALE_OFFSETS`` offsets (multiples of 1/8) added to every log_s before step 2 (exact), and sends the three
+3. **Per-tile scale offsets** (``pixeltok.compression.adapt``): the encoder picks, per tile and coded channel, one
+   of ``NUM_SCALE_OFFSETS`` offsets (multiples of 1/8) added to every log_s before step 2 (exact), and sends the
    indices first in the tile's stream.
-4. **Range coding** (``CODER_ID = 2``): ``constriction.stream.queue.RangeEncoder`` (32-bit words, 24-bit
-   precision): the three offset indices with ``constriction.stream.model.Uniform(NUM_SCALE_OFFSETS)``, then the
-   sub-pixels with ``constriction.stream.model.Categorical(perfect=False)`` fed the integer tables as float64
+4. **Range coding** (``CODER_ID = 3``): ``constriction.stream.queue.RangeEncoder`` (32-bit words, 24-bit
+   precision): the offset indices (one per coded channel) with ``constriction.stream.model.Uniform(NUM_SCALE_OFFSETS)``,
+   then the sub-pixels with ``constriction.stream.model.Categorical(perfect=False)`` fed the integer tables as float64
    (exact). One independent stream per tile; within a tile, symbols go in *wavefront* order: step ``t`` holds the
    pixels with ``x + slope * y == t`` (ascending ``y``), and each step codes all its R values, then G, then B.
+   Streams shorter than ``format.min_stream_bytes`` (one word per 1024 pixels) are padded with zero words.
+   **Grayscale** (``channels=1``): only the first channel is coded, with head 0 (R), whose inputs are the causal
+   neighbourhood with R = G = B = the gray value and none of the current pixel's sub-pixels: G and B are the coded
+   value, so they cost nothing. ``CODER_ID = 2`` (``.ptk`` version 1) coded L images as three channels R = G = B,
+   with three offsets; it is still decoded (``channels=3``).
 
 QUANT_ID 2, the exact procedure (a decoder in any language must repeat it bit for bit; ``>>`` is an arithmetic
 shift = floor division by a power of two, ``//`` floor division, all values int64 with the bounds noted)::
@@ -59,7 +64,7 @@ tables) equals that of the 2**-24 grid itself (7.49e-6 bits/sub-pixel on real pa
 of scikit-image photos the ideal code length is within 1e-7 (relative) of QUANT_ID 1's. Vectorised over rows
 (chunks of 128 rows x 255 edges, one pass per mixture component), it is ~1.5-2x faster than the float64 path.
 
-Shapes: tiles are ``(h, w, 3)`` uint8 with ``1 <= h, w <= tile_size``.
+Shapes: tiles are ``(h, w, 3)`` uint8 with ``1 <= h, w <= tile_size`` (for ``channels=1``, R = G = B).
 """
 
 from __future__ import annotations
@@ -74,12 +79,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from . import adapt as adapt_mod
+from .format import min_stream_bytes
 
 FREQ_BITS = 24
 PROB_BITS = 30  # resolution of the sigmoid table (QUANT_ID 2) / of quantize_probs' float grid
 QUANT_ID = 2
 NUMERICS_ID = 1
-CODER_ID = 2  # 1: no per-tile offsets; 2: three uniform scale-offset symbols lead each tile stream
+CODER_ID = 3  # 1: no per-tile offsets; 2: three offsets lead each stream, L coded as RGB; 3: one per coded channel
+DECODER_IDS = (2, 3)  # coder ids decode_tiles reads (2 = .ptk version 1 files)
 TOKEN_ORDER = "wavefront-rgb-interleaved"
 
 # ---- QUANT_ID 2 constants (changing any of them changes the tables: bump QUANT_ID) ---------------------------
@@ -295,6 +302,10 @@ def wavefront(h: int, w: int, slope: int) -> list[tuple[np.ndarray, np.ndarray]]
     return list(zip(np.split(ys, cuts), np.split(xs, cuts)))
 
 
+_ENCODE_BATCH_PIXELS = 1 << 16  # pixels per exact forward pass in the encoder (16 tiles of 64x64, 1 of 256x256)
+_DECODE_BATCH_PIXELS = 1 << 20  # pixels of canvas per decoding batch (1024 tiles of 32x32, 16 of 256x256)
+
+
 def _offset_model():
     return constriction.stream.model.Uniform(adapt_mod.NUM_SCALE_OFFSETS)
 
@@ -310,14 +321,23 @@ def _group_by_shape(tiles: list[np.ndarray]) -> dict[tuple[int, int], list[int]]
     return groups
 
 
+def coded_channels(mode: str, coder_id: int = CODER_ID) -> int:
+    """How many channels a tile stream codes: 3 for RGB; for L, 1 (``CODER_ID`` 3) or 3 (``CODER_ID`` 2)."""
+    return 1 if mode == "L" and coder_id >= 3 else 3
+
+
 @torch.no_grad()
-def tile_tables(model, tiles: np.ndarray, adapt: bool = True) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+def tile_tables(model, tiles: np.ndarray, adapt: bool = True, channels: int = 3
+                ) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
     """Teacher-forced exact tables for same-shape tiles ``(B, h, w, 3)``.
 
-    Returns symbols ``(B, S)`` int32 and frequencies ``(B, S, 256)`` int64 in coding order (``S = 3 h w``), the
-    wavefront steps, and the per-tile scale-offset indices ``(B, 3)`` (see ``pixeltok.compression.adapt``; all
-    ``SCALE_OFFSET_ZERO`` when ``adapt`` is False). One exact forward pass over every pixel of every tile.
+    Returns symbols ``(B, S)`` int32 and frequencies ``(B, S, 256)`` int64 in coding order (``S = channels h w``),
+    the wavefront steps, and the per-tile scale-offset indices ``(B, channels)`` (see ``pixeltok.compression.adapt``;
+    all ``SCALE_OFFSET_ZERO`` when ``adapt`` is False). One exact forward pass over every pixel of every tile.
+    ``channels=1`` codes only the first channel (grayscale tiles, R = G = B: the others are copies).
     """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     b, h, w, _ = tiles.shape
     steps = wavefront(h, w, model.config.wavefront_slope)
     ys = torch.from_numpy(np.concatenate([s[0] for s in steps]))
@@ -327,22 +347,23 @@ def tile_tables(model, tiles: np.ndarray, adapt: bool = True) -> tuple[np.ndarra
     feats = model.gather_context(canvas, ys, xs).reshape(b * len(ys), -1)
     a, hid = model.exact_trunk(feats)
     prev = levels[:, ys, xs, :].reshape(b * len(ys), 3)
-    syms = prev.numpy().reshape(b, len(ys), 3)
-    params = np.stack([model.exact_head(c, a, hid, prev) for c in range(3)], axis=1)  # (B*L, 3 ch, 3, K)
+    syms = prev.numpy().reshape(b, len(ys), 3)[:, :, :channels]
+    # head c only reads sub-pixels < c of the current pixel: head 0 alone never sees the uncoded G and B
+    params = np.stack([model.exact_head(c, a, hid, prev) for c in range(channels)], axis=1)  # (B*L, C, 3, K)
     floor = model.config.min_log_scale
     if adapt:
         offs = adapt_mod.choose_scale_offsets(params.reshape(b, len(ys), *params.shape[1:]), syms, floor)
     else:
-        offs = np.full((b, 3), adapt_mod.SCALE_OFFSET_ZERO, dtype=np.int64)
-    deltas = adapt_mod.scale_offsets(offs)  # (B, 3)
+        offs = np.full((b, channels), adapt_mod.SCALE_OFFSET_ZERO, dtype=np.int64)
+    deltas = adapt_mod.scale_offsets(offs)  # (B, C)
     freqs = np.stack([mixture_freqs(adapt_mod.apply_scale_offsets(params[:, c], np.repeat(deltas[:, c], len(ys)), floor))
-                      for c in range(3)], axis=1)
-    freqs = freqs.reshape(b, len(ys), 3, 256)
-    # coding order: per step, all R of the step's pixels, then G, then B
+                      for c in range(channels)], axis=1)
+    freqs = freqs.reshape(b, len(ys), channels, 256)
+    # coding order: per step, all R of the step's pixels, then G, then B (only R for grayscale)
     idx_pos, idx_ch, start = [], [], 0
     for sy, _ in steps:
         n = len(sy)
-        for c in range(3):
+        for c in range(channels):
             idx_pos.append(np.arange(start, start + n))
             idx_ch.append(np.full(n, c))
         start += n
@@ -351,11 +372,12 @@ def tile_tables(model, tiles: np.ndarray, adapt: bool = True) -> tuple[np.ndarra
 
 
 def encode_tiles(model, tiles: list[np.ndarray], batch_size: int = 16, progress: bool = False,
-                 adapt: bool = True) -> tuple[list[bytes], list[float]]:
+                 adapt: bool = True, channels: int = 3) -> tuple[list[bytes], list[float]]:
     """Code every tile into its own range-coder stream. Returns ``(streams, ideal_bits)``.
 
-    Each stream starts with the tile's three scale-offset indices (uniform over ``NUM_SCALE_OFFSETS``; ``adapt=False``
-    sends the neutral offset, for measuring what adaptation buys), then its sub-pixels in wavefront order.
+    Each stream starts with the tile's scale-offset indices, one per coded channel (uniform over
+    ``NUM_SCALE_OFFSETS``; ``adapt=False`` sends the neutral offset, for measuring what adaptation buys), then its
+    sub-pixels in wavefront order. ``channels=1``: grayscale tiles (R = G = B), only the gray value is coded.
 
     ``ideal_bits[i]`` is ``-sum log2(f / 2**FREQ_BITS)`` of tile i under the quantized tables (the real stream is
     a few bytes longer: 32-bit words and the coder's flush).
@@ -364,17 +386,21 @@ def encode_tiles(model, tiles: list[np.ndarray], batch_size: int = 16, progress:
     ideal = [0.0] * len(tiles)
     bar = tqdm(total=len(tiles), desc="compress", unit="tile", disable=not progress)
     for (h, w), idx in _group_by_shape(tiles).items():
-        for s in range(0, len(idx), batch_size):
-            chunk = idx[s:s + batch_size]
-            syms, freqs, _, offs = tile_tables(model, np.stack([tiles[i] for i in chunk]), adapt=adapt)
+        per_batch = max(1, min(batch_size, _ENCODE_BATCH_PIXELS // (h * w)))  # bounds memory; bytes do not change
+        for s in range(0, len(idx), per_batch):
+            chunk = idx[s:s + per_batch]
+            syms, freqs, _, offs = tile_tables(model, np.stack([tiles[i] for i in chunk]), adapt=adapt,
+                                               channels=channels)
             for j, i in enumerate(chunk):
                 enc = constriction.stream.queue.RangeEncoder()
                 enc.encode(offs[j].astype(np.int32), _offset_model())
                 enc.encode(syms[j], _family(), freqs[j].astype(np.float64))
-                streams[i] = enc.get_compressed().astype("<u4").tobytes()
+                words = enc.get_compressed().astype("<u4").tobytes()
+                # zero words decode as the implicit end of stream: the padding bounds the pixels per byte
+                streams[i] = words + bytes(max(0, min_stream_bytes(h, w, CODER_ID) - len(words)))
                 f_sel = freqs[j][np.arange(len(syms[j])), syms[j]]
                 ideal[i] = float(-(np.log2(f_sel.astype(np.float64)) - FREQ_BITS).sum()
-                                 + 3 * np.log2(adapt_mod.NUM_SCALE_OFFSETS))
+                                 + channels * np.log2(adapt_mod.NUM_SCALE_OFFSETS))
             bar.update(len(chunk))
     bar.close()
     return streams, ideal
@@ -382,12 +408,18 @@ def encode_tiles(model, tiles: list[np.ndarray], batch_size: int = 16, progress:
 
 @torch.no_grad()
 def decode_tiles(model, streams: list[bytes], shapes: list[tuple[int, int]], batch_size: int = 64,
-                 progress: bool = False) -> list[np.ndarray]:
+                 progress: bool = False, channels: int = 3) -> list[np.ndarray]:
     """Inverse of :func:`encode_tiles`: decodes many same-shape tiles in lock-step (batch over tiles).
 
     The decoder only ever reads already-decoded pixels (the causal neighbourhood), so its state is the canvas
     itself -- the analogue of a KV cache -- and each wavefront step is one exact forward pass for all tiles.
+    Returns ``(h, w, 3)`` uint8 tiles (R = G = B for ``channels=1``). A stream that is not a valid encoding raises
+    ``ValueError`` or constriction's ``AssertionError`` (callers map both to a format error).
     """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    if len(shapes) != len(streams):
+        raise ValueError(f"{len(streams)} streams for {len(shapes)} tile shapes")
     out: list[np.ndarray | None] = [None] * len(streams)
     bar = tqdm(total=len(streams), desc="decompress", unit="tile", disable=not progress)
     groups = defaultdict(list)
@@ -397,15 +429,16 @@ def decode_tiles(model, streams: list[bytes], shapes: list[tuple[int, int]], bat
     fam = _family()
     for (h, w), idx in groups.items():
         steps = wavefront(h, w, slope)
-        for s in range(0, len(idx), batch_size):
-            chunk = idx[s:s + batch_size]
+        per_batch = max(1, min(batch_size, _DECODE_BATCH_PIXELS // (h * w)))  # bounds the canvas memory
+        for s in range(0, len(idx), per_batch):
+            chunk = idx[s:s + per_batch]
             b = len(chunk)
             decs = []
             for i in chunk:
                 if len(streams[i]) % 4:
                     raise ValueError(f"tile {i}: stream length {len(streams[i])} is not a multiple of 4")
                 decs.append(constriction.stream.queue.RangeDecoder(np.frombuffer(streams[i], dtype="<u4").astype(np.uint32)))
-            offs = np.stack([dec.decode(_offset_model(), 3) for dec in decs]).astype(np.int64)  # (b, 3)
+            offs = np.stack([dec.decode(_offset_model(), channels) for dec in decs]).astype(np.int64)  # (b, C)
             deltas = adapt_mod.scale_offsets(offs)
             floor = model.config.min_log_scale
             levels = torch.zeros(b, h, w, 3, dtype=torch.int64)
@@ -418,13 +451,15 @@ def decode_tiles(model, streams: list[bytes], shapes: list[tuple[int, int]], bat
                 feats = model.gather_context(canvas, ys, xs).reshape(b * n, -1)
                 a, hid = model.exact_trunk(feats)
                 prev = torch.zeros(b * n, 3, dtype=torch.int64)
-                for c in range(3):
+                for c in range(channels):
                     params = adapt_mod.apply_scale_offsets(model.exact_head(c, a, hid, prev), np.repeat(deltas[:, c], n), floor)
                     f = mixture_freqs(params).astype(np.float64)
                     col = np.empty(b * n, dtype=np.int64)
                     for j, dec in enumerate(decs):
                         col[j * n:(j + 1) * n] = dec.decode(fam, f[j * n:(j + 1) * n])
                     prev[:, c] = torch.from_numpy(col)
+                if channels == 1:  # grayscale: G = B = the coded value
+                    prev[:, 1:] = prev[:, :1]
                 vals = prev.reshape(b, n, 3)
                 levels[:, ys, xs, :] = vals
                 canvas[:, ys + c0, xs + x0, :3] = (2.0 * vals.to(torch.float64) - 255.0) / 256.0

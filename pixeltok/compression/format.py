@@ -1,43 +1,75 @@
-"""The ``.ptk`` container (version 1). All integers little-endian.
+"""The ``.ptk`` container (version 2; version 1 files are still read). All integers little-endian.
 
 ====== ======================== ==================================================================
 offset size                     field
 ====== ======================== ==================================================================
 0      8                        magic ``b"\\x89PTK\\r\\n\\x1a\\n"``
-8      1                        format version (1)
-9      1                        mode of the original image: 1 = RGB, 2 = L (stored as R=G=B)
+8      1                        format version (2; 1 = the previous layout, below)
+9      1                        mode of the original image: 1 = RGB, 2 = L
 10     4                        width (u32, >= 1)
-14     4                        height (u32, >= 1)
-18     2                        tile size (u16; tiles are cut on a grid, edge tiles smaller: ``cut_tiles(border="keep")``)
-20     1                        token order id (1 = wavefront, RGB interleaved; see ``coder``)
+14     4                        height (u32, >= 1; ``width * height <= MAX_IMAGE_PIXELS``)
+18     2                        tile size (u16, ``1 .. MAX_TILE_SIZE``; tiles are cut on a grid, edge tiles smaller:
+                                ``cut_tiles(border="keep")``)
+20     1                        token order id (1 = wavefront, coded channels interleaved; see ``coder``)
 21     1                        quantization procedure id (2 = integer tables, ``coder.mixture_freqs``; 1 = retired float64)
 22     1                        FREQ_BITS (frequencies sum to ``2**FREQ_BITS``)
 23     1                        PROB_BITS (sigmoid table resolution, values in units of ``2**-PROB_BITS``)
 24     1                        numerics id (1 = exact integer network in float64, CPU)
-25     1                        coder id (2 = constriction RangeEncoder queue: 3 Uniform(32) scale offsets, then Categorical(perfect=False))
+25     1                        coder id (3 = one Uniform(32) scale offset per coded channel, then Categorical; L codes
+                                one channel. 2 = the version-1 coder: 3 offsets, L coded as R=G=B; see ``coder``)
 26     32                       SHA-256 of the model weights (``model.weights_sha256``)
 58     1 + n                    model name: u8 length n, then n bytes UTF-8
-..     4                        CRC32 of the original pixels (``(H, W, 3)`` uint8 C-order bytes)
-..     varint x n_tiles         per-tile stream lengths in bytes (LEB128), tiles in raster order of the grid
-..     sum(lengths)             payload: the tile streams, concatenated
+..     4                        image CRC32 (:func:`image_crc32`): over ``(mode u8, width u32, height u32)`` and then
+                                the pixels in the image's own layout, ``(H, W)`` for L, ``(H, W, 3)`` for RGB, so a
+                                changed mode or size cannot pass with the pixels of another image
+..     1                        payload kind: 1 = coded, 2 = stored
+coded: varint x n_tiles         per-tile stream lengths in bytes (LEB128), raster order: multiples of 4, at least
+                                :func:`min_stream_bytes` of the tile (coder id 3 pads with zero words; 4 for id 2)
+       sum(lengths)             the tile streams, concatenated
+stored: H * W * channels        the raw pixels, same layout as the CRC (what ``compress`` writes whenever the coded
+                                payload would be larger: a ``.ptk`` file is never bigger than raw pixels + header)
 end-4  4                        CRC32 of every byte before it
 ====== ======================== ==================================================================
 
-:func:`parse` is strict: any inconsistency raises a :class:`PtkFormatError` subclass naming the field.
+Version 1 differs in three places: no payload-kind byte (always coded), the CRC field covers only the
+``(H, W, 3)`` pixels (L stored as R=G=B), and L images were coded as three channels (coder id 2).
+
+:func:`parse` is strict: any inconsistency raises a :class:`PtkFormatError` subclass naming the field, and every
+size is checked against the limits and the bytes present before anything is allocated for it.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Sequence
 
 MAGIC = b"\x89PTK\r\n\x1a\n"
-VERSION = 1
+VERSION = 2
+READ_VERSIONS = (1, 2)
 MODES = {"RGB": 1, "L": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
+CHANNELS = {"RGB": 3, "L": 1}
 TOKEN_ORDERS = {"wavefront-rgb-interleaved": 1}
+PAYLOADS = {"coded": 1, "stored": 2}
+PAYLOAD_NAMES = {v: k for k, v in PAYLOADS.items()}
 _FIXED = struct.Struct("<8sBBIIHBBBBBB32s")  # through the model SHA-256
+_IMAGE_ID = struct.Struct("<BII")  # (mode, width, height): the header fields the image CRC covers
+
+# Limits, checked by the encoder and by the parser before anything is allocated. A range coder has no useful lower
+# bound on bytes per pixel (every bin has frequency >= 1 of 2**24, so a sub-pixel costs >= 2.2e-5 bits: one 4-byte
+# word legitimately holds a flat 256 x 256 tile), so the sizes themselves are bounded, and coder id 3 makes a bound
+# by padding: a tile stream has at least one 32-bit word per STREAM_PIXELS_PER_WORD pixels (trailing zero words
+# decode the same: past its data, constriction's decoder reads zeros). A 32 x 32 tile needs one word, which every
+# stream has anyway; only larger, near-flat tiles are padded. So a coder-id-3 file asks for at most ~205 pixels of
+# decoding per byte (1024 pixels per 4-byte word + 1 length byte); version-1 files (coder id 2) only have the
+# absolute limits (up to MAX_TILE_SIZE**2 pixels per 5 bytes).
+MAX_TILE_SIZE = 256  # the encoder refuses larger tiles (32 is the default)
+STREAM_PIXELS_PER_WORD = 1024
+MAX_IMAGE_PIXELS = 89_478_485  # Pillow's default decompression-bomb limit (its Image.MAX_IMAGE_PIXELS)
+MAX_FILE_BYTES = 4 * MAX_IMAGE_PIXELS  # above any file within the limits (stored: 3 bytes per pixel + header)
 
 
 class PtkFormatError(ValueError):
@@ -49,7 +81,7 @@ class PtkTruncatedError(PtkFormatError):
 
 
 class PtkChecksumError(PtkFormatError):
-    """A CRC32 does not match: the file (or the decoded pixels) are corrupted."""
+    """A CRC32 does not match or a field is impossible: the file (or the decoded pixels) are corrupted."""
 
 
 class PtkVersionError(PtkFormatError):
@@ -58,6 +90,10 @@ class PtkVersionError(PtkFormatError):
 
 class PtkModelMismatchError(PtkFormatError):
     """The file was written with other model weights than the ones given to decode it."""
+
+
+class PtkLimitError(PtkFormatError):
+    """The file declares sizes beyond this implementation's limits (``MAX_TILE_SIZE``, ``MAX_IMAGE_PIXELS``)."""
 
 
 @dataclass
@@ -74,8 +110,10 @@ class PtkHeader:
     coder_id: int
     model_sha256: str
     model_name: str
-    pixels_crc32: int
-    tile_lengths: list[int] = field(default_factory=list)
+    pixels_crc32: int  # version 2: image_crc32; version 1: pixels_crc32 of the (H, W, 3) pixels
+    tile_lengths: list[int] = field(default_factory=list)  # empty for a stored payload
+    payload: str = "coded"  # "coded" (tile streams) or "stored" (raw pixels)
+    version: int = VERSION
 
 
 def _varint(n: int) -> bytes:
@@ -88,38 +126,72 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def write(header: PtkHeader, streams: list[bytes]) -> bytes:
-    """Serialise a header and the tile streams (``header.tile_lengths`` is filled from ``streams``)."""
+def min_stream_bytes(h: int, w: int, coder_id: int) -> int:
+    """The shortest valid stream of an ``h x w`` tile: one word, and for coder id >= 3 one per 1024 pixels."""
+    return 4 * max(1, -(-h * w // STREAM_PIXELS_PER_WORD)) if coder_id >= 3 else 4
+
+
+def write(header: PtkHeader, streams: Sequence[bytes] = (), *, stored: bytes | None = None) -> bytes:
+    """Serialise a version-2 file: the tile ``streams`` (coded payload), or with ``stored`` the raw pixels
+    (``(H, W)`` / ``(H, W, 3)`` uint8 C-order bytes). ``header``'s ``tile_lengths``, ``payload`` and ``version``
+    are ignored (they follow from the arguments)."""
     name = header.model_name.encode()[:255]
     body = bytearray(_FIXED.pack(
         MAGIC, VERSION, MODES[header.mode], header.width, header.height, header.tile_size,
         TOKEN_ORDERS[header.token_order], header.quant_id, header.freq_bits, header.prob_bits,
         header.numerics_id, header.coder_id, bytes.fromhex(header.model_sha256)))
     body += bytes([len(name)]) + name + struct.pack("<I", header.pixels_crc32)
-    for s in streams:
-        body += _varint(len(s))
-    for s in streams:
-        body += s
+    body.append(PAYLOADS["coded" if stored is None else "stored"])
+    if stored is None:
+        for s in streams:
+            body += _varint(len(s))
+        for s in streams:
+            body += s
+    else:
+        if len(stored) != header.width * header.height * CHANNELS[header.mode]:
+            raise ValueError(f"stored payload of {len(stored)} bytes for a {header.width}x{header.height} "
+                             f"{header.mode} image")
+        body += stored
     body += struct.pack("<I", zlib.crc32(bytes(body)))
     return bytes(body)
 
 
-def parse(data: bytes, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
-    """Strictly parse a ``.ptk`` file -> ``(header, tile streams)``."""
+def as_bytes(data, source: str = "data") -> bytes:
+    """``bytes``/``bytearray``/``memoryview`` -> ``bytes``; anything else is a ``TypeError`` (``bytes(2**36)`` would
+    allocate 64 GiB of zeros, ``bytes(None)`` says nothing useful)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"{source}: a .ptk file must be given as bytes, bytearray, memoryview or a path (str or "
+                    f"os.PathLike), got {type(data).__name__}")
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a ``.ptk`` file, refusing files larger than any valid one before reading them whole."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise PtkLimitError(f"{path}: larger than {MAX_FILE_BYTES} bytes, more than any .ptk file within the limits")
+    return data
+
+
+def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
+    """Strictly parse a ``.ptk`` file -> ``(header, payload)``: the tile streams for a coded payload, a one-element
+    list holding the raw pixel bytes for a stored one."""
     from ..tiling import tile_grid
 
-    data = bytes(data)
+    data = as_bytes(data, source)
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC[:len(data)]:
         raise PtkFormatError(f"{source}: not a .ptk file (bad magic {data[:8]!r})")
     if len(data) < _FIXED.size + 1 + 4 + 4:
         raise PtkTruncatedError(f"{source}: truncated .ptk file ({len(data)} bytes, the fixed header alone is {_FIXED.size + 9})")
     (_, version, mode, width, height, tile, order, quant, fbits, pbits, numerics, coder, sha) = _FIXED.unpack_from(data)
-    if version != VERSION:
-        raise PtkVersionError(f"{source}: unknown .ptk format version {version} (this pixeltok reads version {VERSION})")
+    if version not in READ_VERSIONS:
+        raise PtkVersionError(f"{source}: unknown .ptk format version {version} (this pixeltok reads versions "
+                              f"{', '.join(map(str, READ_VERSIONS))})")
     pos = _FIXED.size
     nlen = data[pos]
     pos += 1
-    if pos + nlen + 4 > len(data):
+    if pos + nlen + 4 + (version >= 2) > len(data):
         raise PtkTruncatedError(f"{source}: truncated in the model name field")
     try:
         name = data[pos:pos + nlen].decode()
@@ -128,52 +200,90 @@ def parse(data: bytes, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
     pos += nlen
     (pix_crc,) = struct.unpack_from("<I", data, pos)
     pos += 4
+    kind = PAYLOADS["coded"]
+    if version >= 2:
+        kind = data[pos]
+        pos += 1
     if width < 1 or height < 1 or tile < 1:
         raise PtkChecksumError(f"{source}: corrupted header: width={width} height={height} tile_size={tile}")
     if mode not in MODE_NAMES:
         raise PtkChecksumError(f"{source}: corrupted header: unknown mode id {mode}")
+    if kind not in PAYLOAD_NAMES:
+        raise PtkChecksumError(f"{source}: corrupted header: unknown payload kind {kind}")
     if order not in TOKEN_ORDERS.values():
         raise PtkVersionError(f"{source}: unsupported token order id {order}")
-    rows, cols = tile_grid(height, width, tile)
-    n_tiles = rows * cols
-    if n_tiles > len(data):  # every tile needs at least one length byte
-        raise PtkTruncatedError(f"{source}: truncated or corrupted: {width}x{height} needs {n_tiles} tiles, file has {len(data)} bytes")
-    lengths = []
-    for t in range(n_tiles):
-        n, shift = 0, 0
-        while True:
-            if pos >= len(data):
-                raise PtkTruncatedError(f"{source}: truncated in the tile length table (tile {t} of {n_tiles})")
-            b = data[pos]
-            pos += 1
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-            if shift > 35:
-                raise PtkChecksumError(f"{source}: corrupted tile length of tile {t}")
-        lengths.append(n)
-    end = pos + sum(lengths)
+    # the limits come before anything sized by these fields is allocated or looped over
+    if width * height > MAX_IMAGE_PIXELS:
+        raise PtkLimitError(f"{source}: declares a {width}x{height} image ({width * height} pixels), more than the "
+                            f"limit of {MAX_IMAGE_PIXELS} pixels (corrupted, or not written by pixeltok)")
+    if tile > MAX_TILE_SIZE:
+        raise PtkLimitError(f"{source}: declares tile size {tile}, above the limit of {MAX_TILE_SIZE} "
+                            "(corrupted, or not written by pixeltok)")
+    mode_name = MODE_NAMES[mode]
+    lengths: list[int] = []
+    if PAYLOAD_NAMES[kind] == "stored":
+        end = pos + width * height * CHANNELS[mode_name]
+    else:
+        rows, cols = tile_grid(height, width, tile)
+        n_tiles = rows * cols
+        if n_tiles * 5 > len(data) - pos:  # every tile needs a length byte and at least one 4-byte word
+            raise PtkTruncatedError(f"{source}: truncated or corrupted: {width}x{height} in tiles of {tile} needs "
+                                    f"{n_tiles} tile streams, the file has {len(data) - pos} bytes left for them")
+        for t in range(n_tiles):
+            n, shift = 0, 0
+            while True:
+                if pos >= len(data):
+                    raise PtkTruncatedError(f"{source}: truncated in the tile length table (tile {t} of {n_tiles})")
+                b = data[pos]
+                pos += 1
+                n |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    break
+                if shift > 35:
+                    raise PtkChecksumError(f"{source}: corrupted tile length of tile {t}")
+            r, c = divmod(t, cols)
+            th, tw = min(tile, height - r * tile), min(tile, width - c * tile)
+            if n % 4 or n < min_stream_bytes(th, tw, coder):  # whole 32-bit words, enough for the tile's pixels
+                raise PtkChecksumError(f"{source}: corrupted tile length of tile {t}: {n} bytes (a {th}x{tw} tile "
+                                       f"stream is a multiple of 4 bytes, at least {min_stream_bytes(th, tw, coder)})")
+            lengths.append(n)
+        end = pos + sum(lengths)
     if end + 4 > len(data):
         raise PtkTruncatedError(f"{source}: truncated .ptk file: header declares {end + 4} bytes, got {len(data)}")
     if end + 4 < len(data):
         raise PtkFormatError(f"{source}: {len(data) - end - 4} unexpected trailing bytes after the payload")
     (crc,) = struct.unpack_from("<I", data, end)
-    if zlib.crc32(data[:end]) != crc:
+    if zlib.crc32(memoryview(data)[:end]) != crc:
         raise PtkChecksumError(f"{source}: corrupted .ptk file: file CRC32 mismatch (a byte was changed)")
-    streams, p = [], pos
-    for n in lengths:
-        streams.append(data[p:p + n])
-        p += n
+    if PAYLOAD_NAMES[kind] == "stored":
+        streams = [data[pos:end]]
+    else:
+        streams, p = [], pos
+        for n in lengths:
+            streams.append(data[p:p + n])
+            p += n
     inv_order = {v: k for k, v in TOKEN_ORDERS.items()}
-    header = PtkHeader(width=width, height=height, mode=MODE_NAMES[mode], tile_size=tile, token_order=inv_order[order],
+    header = PtkHeader(width=width, height=height, mode=mode_name, tile_size=tile, token_order=inv_order[order],
                        quant_id=quant, freq_bits=fbits, prob_bits=pbits, numerics_id=numerics, coder_id=coder,
-                       model_sha256=sha.hex(), model_name=name, pixels_crc32=pix_crc, tile_lengths=lengths)
+                       model_sha256=sha.hex(), model_name=name, pixels_crc32=pix_crc, tile_lengths=lengths,
+                       payload=PAYLOAD_NAMES[kind], version=version)
     return header, streams
 
 
 def pixels_crc32(pixels) -> int:
-    """CRC32 of ``(H, W, 3)`` uint8 pixels in C order."""
+    """Version 1's pixel CRC: CRC32 of ``(H, W, 3)`` uint8 pixels in C order (no header field covered)."""
     import numpy as np
 
     return zlib.crc32(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+
+
+def image_crc32(mode: str, pixels) -> int:
+    """Version 2's image CRC: CRC32 of ``(mode id u8, width u32, height u32)`` followed by the pixels, ``(H, W)``
+    uint8 for L or ``(H, W, 3)`` for RGB, C order."""
+    import numpy as np
+
+    px = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if px.shape[2:] != ((3,) if mode == "RGB" else ()):
+        raise ValueError(f"image_crc32: pixels of shape {px.shape} for mode {mode}")
+    return zlib.crc32(px.tobytes(), zlib.crc32(_IMAGE_ID.pack(MODES[mode], px.shape[1], px.shape[0])))

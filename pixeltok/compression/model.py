@@ -19,6 +19,7 @@ Shapes: ``pixel_values`` is ``(B, H, W, 3)`` integer in ``[0, 255]``; features a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -308,12 +309,38 @@ def weights_sha256(model: PixelContextCodecModel) -> str:
     return h.hexdigest()
 
 
-def load_codec_model(name_or_path: str | os.PathLike | None = None) -> PixelContextCodecModel:
-    """Load a codec model (default: the checkpoint shipped in the package) in eval mode, float32, CPU."""
+@contextlib.contextmanager
+def _no_loading_bar():
+    """Silence transformers' "Loading weights" bar for one load (a library call should print nothing), restoring
+    the caller's settings after. A tqdm hook (transformers >= 5) touches only transformers' bars, not the Hub's."""
+    from transformers.utils import logging as hf_logging
+
+    if hasattr(hf_logging, "set_tqdm_hook"):
+        previous = hf_logging.set_tqdm_hook(lambda factory, args, kwargs: hf_logging.EmptyTqdm(*args, **kwargs))
+        try:
+            yield
+        finally:
+            hf_logging.set_tqdm_hook(previous)
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def load_codec_model(name_or_path: str | os.PathLike | None = None, *,
+                     progress: bool = False) -> PixelContextCodecModel:
+    """Load a codec model (default: the checkpoint shipped in the package) in eval mode, float32, CPU.
+
+    Silent unless ``progress``: transformers' "Loading weights" bar is switched off for the load."""
     path = str(name_or_path) if name_or_path is not None else DEFAULT_CHECKPOINT
     if name_or_path is None and not os.path.isfile(os.path.join(path, "model.safetensors")):
         raise FileNotFoundError(f"the shipped codec checkpoint is missing: {path}/model.safetensors")
-    model = PixelContextCodecModel.from_pretrained(path)
+    with contextlib.nullcontext() if progress else _no_loading_bar():
+        model = PixelContextCodecModel.from_pretrained(path)
     model.eval()
     if name_or_path is None:
         model.codec_name = DEFAULT_MODEL_NAME
