@@ -10,13 +10,18 @@ per-token loss / bits per token / accuracy and the paper's generation metrics (H
 windows of 16 greedily generated positions after each 64-token context).
 
 Writes ``results.json``, ``results.md`` (the table) and ``training_curves.png`` (train / validation loss against
-step, from each checkpoint's ``trainer_state.json``) into ``--output_dir``.
+step, from each checkpoint's ``trainer_state.json``) into ``--output_dir``. A missing folder or file is reported
+at once as one line (``not found: PATH``), without asking the Hub.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +34,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 import pixeltok  # noqa: E402,F401  (registers PxBy with the Auto classes)
-from pixeltok.data import load_pokemon  # noqa: E402
+from pixeltok.data import DataSourceError, load_pokemon  # noqa: E402
 from pixeltok.evaluation import generation_metrics, reduce_token_stats, token_stats  # noqa: E402
 from pixeltok.evaluation.generation import generate_window_pairs  # noqa: E402
 
@@ -39,20 +44,84 @@ COLUMNS = (  # key, header
 )
 
 
+class ConfigError(ValueError):
+    """A bad argument or a missing checkpoint / data path: reported as one line."""
+
+
+def exit_with(error: Exception) -> None:
+    print(f"eval_pxby.py: error: {error}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def looks_like_path(s: str) -> bool:
+    """A local path rather than a Hub id: ``./x``, ``/x``, ``~/x``, ``a/b/c`` (a Hub id has one slash), a file
+    suffix (``x.parquet``), or ``org/name`` whose ``org`` folder exists here (``runs/bilstm`` when ``runs/`` does)."""
+    seps = [c for c in (os.sep, os.altsep) if c]
+    if s.startswith((".", "~", *seps)) or sum(s.count(c) for c in seps) > 1 or (os.sep != "/" and os.sep in s):
+        return True
+    if re.search(r"\.(parquet|arrow|jsonl?|csv|ya?ml|png|gif|jpe?g|webp|txt|tar|gz|tgz|zip|bin|safetensors)$", s, re.I):
+        return True
+    return "/" in s and os.path.isdir(s.split("/")[0])
+
+
+def check_exists(path: str, what: str) -> str:
+    """``path`` with ``~`` expanded; ConfigError ``not found: PATH`` for a missing local path (never asks the Hub)."""
+    full = os.path.expanduser(path)
+    if looks_like_path(path) and not os.path.exists(full):
+        raise ConfigError(f"not found: {path} ({what})")
+    return full if looks_like_path(path) else path
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like the other errors
+        raise ConfigError(f"{message} (see --help)")
+
+
+@contextlib.contextmanager
+def library_progress_bars_off():
+    """The libraries' own bars (datasets' split generation, transformers' "Loading weights", Hub downloads) are
+    noise around the one that matters (generation): off while the checkpoints are evaluated, restored after."""
+    from datasets.utils import are_progress_bars_disabled as datasets_off, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    ds_was_on, hf_was_on = not datasets_off(), hf_logging.is_progress_bar_enabled()
+    if ds_was_on:
+        disable_progress_bars()
+    hf_logging.disable_progress_bar()  # transformers' tqdm and huggingface_hub's
+    try:
+        yield
+    finally:
+        if ds_was_on:
+            enable_progress_bars()
+        if hf_was_on:
+            hf_logging.enable_progress_bar()
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="eval_pxby.py", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoints", nargs="+", required=True, help="train_pxby.py output folders or Hub repo ids")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--data_source", default=None, help="override the data source recorded in each checkpoint")
     p.add_argument("--split", default="test", choices=("test", "validation"))
     p.add_argument("--context_length", type=int, default=None, help="default: the checkpoint's config (64)")
     p.add_argument("--generation_length", type=int, default=None, help="default: the checkpoint's config (16)")
-    p.add_argument("--max_points_per_sequence", type=int, default=None)
-    p.add_argument("--max_sequences", type=int, default=None)
+    p.add_argument("--max_points_per_sequence", type=int, default=None,
+                   help="generation points per sequence; default: the checkpoint's config (null = all)")
+    p.add_argument("--max_sequences", type=int, default=None,
+                   help="sequences used for generation (per-token metrics use them all); default: the checkpoint's "
+                        "config (null = all)")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--revision", default=None, help="Hub revision for repo ids")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # local paths are checked before anything is loaded: a missing folder must not send us to the Hub
+    args.checkpoints = [check_exists(c, "--checkpoints") for c in args.checkpoints]
+    for c in args.checkpoints:
+        if os.path.exists(c) and not (Path(c) / "config.json").is_file():
+            raise ConfigError(f"{c}: not a train_pxby.py output folder (no config.json)")
+    if args.data_source:
+        args.data_source = check_exists(args.data_source, "--data_source")
+    return args
 
 
 def fetch(checkpoint: str, name: str, revision: str | None) -> Path | None:
@@ -61,10 +130,15 @@ def fetch(checkpoint: str, name: str, revision: str | None) -> Path | None:
     if Path(checkpoint).is_dir():
         return local if local.is_file() else None
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(hf_hub_download(checkpoint, name, revision=revision))
+    except LocalEntryNotFoundError as e:  # (an EntryNotFoundError too) Hub unreachable and nothing cached
+        raise ConfigError(f"{checkpoint}: no such local folder, and the Hub could not be reached "
+                          f"({' '.join(str(e).split())[:200]})") from None
+    except RepositoryNotFoundError:
+        raise ConfigError(f"not found: {checkpoint} (no such local folder or Hub repo)") from None
     except EntryNotFoundError:
         return None
 
@@ -93,26 +167,32 @@ def evaluate_checkpoint(ckpt: str, args) -> dict:
     dc, ec = cfg.get("data", {}), cfg.get("evaluation", {})
     if not cfg:
         print(f"warning: {ckpt} has no training_config.yaml: the loader's default split (seed 0, 10% test) is used, "
-              "which need not be the split this model was trained with", flush=True)
+              "which need not be the split this model was trained with", file=sys.stderr, flush=True)
     source = args.data_source or dc.get("source")
     if not source:
-        raise ValueError(f"{ckpt}: no training_config.yaml with data.source; pass --data_source")
+        raise ConfigError(f"{ckpt}: no training_config.yaml with data.source; pass --data_source")
+    source = check_exists(str(source), f"the data.source {ckpt} was trained on; pass --data_source")
     data = load_pokemon(source, cache_dir=dc.get("cache_dir"), num_proc=dc.get("num_proc"),
                         **{k: dc[k] for k in ("long_side", "transparency", "crop", "lowercase", "order", "val_size",
                                               "test_size", "seed") if k in dc})
     if args.split not in data:
-        raise ValueError(f"{ckpt}: data source {source} has no {args.split!r} split")
+        raise ConfigError(f"{ckpt}: data source {source} has no {args.split!r} split")
     max_len = int(dc.get("max_length") or 10**9)
-    seqs = [list(x)[:max_len] for x in data[args.split]["input_ids"]][: args.max_sequences]
+    seqs = [list(x)[:max_len] for x in data[args.split]["input_ids"]]
 
     kw = {"revision": args.revision} if not Path(ckpt).is_dir() and args.revision else {}
     tokenizer = AutoTokenizer.from_pretrained(ckpt, **kw)
     model = AutoModelForCausalLM.from_pretrained(ckpt, **kw).to(args.device).eval()
     row = token_metrics(model, tokenizer, seqs, args.batch_size, args.device)
+    # the generation protocol of the training run's own held-out evaluation, unless overridden
+    max_seqs = args.max_sequences if args.max_sequences is not None else ec.get("max_sequences")
+    max_points = args.max_points_per_sequence if args.max_points_per_sequence is not None \
+        else ec.get("max_points_per_sequence")
+    seqs = seqs[:max_seqs]
     context = args.context_length or ec.get("context_length", 64)
     gen_len = args.generation_length or ec.get("generation_length", 16)
     preds, refs = generate_window_pairs(model, tokenizer, seqs, context_length=context, generation_length=gen_len,
-                                        max_points_per_sequence=args.max_points_per_sequence)
+                                        max_points_per_sequence=max_points, max_context=ec.get("max_context"))
     gen = generation_metrics(preds, refs)
     row.update(hamming=gen["hamming"], cosine=gen["cosine"], bleu=gen["bleu"], num_windows=gen["num_samples"],
                num_sequences=len(seqs), split=args.split, context_length=context, generation_length=gen_len,
@@ -154,15 +234,19 @@ def plot_curves(results: dict, path: Path) -> None:
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+        results = {}
+        with library_progress_bars_off():
+            for ckpt in args.checkpoints:
+                name = ckpt.rstrip("/").split("/")[-1] if Path(ckpt).is_dir() else ckpt
+                if name in results:
+                    name = ckpt
+                results[name] = evaluate_checkpoint(ckpt, args)
+    except (ConfigError, DataSourceError) as e:
+        exit_with(e)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for ckpt in args.checkpoints:
-        name = ckpt.rstrip("/").split("/")[-1] if Path(ckpt).is_dir() else ckpt
-        if name in results:
-            name = ckpt
-        results[name] = evaluate_checkpoint(ckpt, args)
     table = markdown_table(results)
     (out / "results.md").write_text(table)
     (out / "results.json").write_text(json.dumps(

@@ -9,16 +9,23 @@ scikit-image's bundled photos, box-downscaled by each factor in ``data.scales`` 
 ``pixeltok.tiling.cut_tiles``. Photos listed under ``heldout_*`` are never trained on; ``eval_results.json`` reports
 bits per sub-pixel on tiles of them (the ideal code length -sum log2 p; the real coded size is measured by
 ``benchmarks/bench_codec.py``). Output: ``save_pretrained`` checkpoints (safetensors), ``eval_results.json``, a
-filled ``README.md`` model card, and ``checkpoint-*/`` Accelerate states for ``--resume_from_checkpoint``.
+filled ``README.md`` model card, ``trainer_state.json`` (``log_history``: lr and training loss every
+``train.log_every`` steps, held-out bpsp every ``eval_every``) and ``checkpoint-*/`` Accelerate states for
+``--resume_from_checkpoint``. The LR schedule is in optimizer steps, whatever the number of processes. A bad config,
+argument or path is reported as one line on stderr (exit status 2) before any process group starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import glob
+import inspect
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -56,6 +63,16 @@ def wallpaper_path(wallpaper_dir: str, name: str) -> str:
     return max(files, key=os.path.getsize)
 
 
+def background_path(backgrounds_dir: str, name: str) -> str:
+    path = os.path.join(backgrounds_dir, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"background photo {name!r} not found under {backgrounds_dir!r}; get it with `apt-get download "
+            "lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds && for d in *.deb; do dpkg -x $d "
+            "DIR; done` and pass --backgrounds_dir DIR/usr/share/backgrounds")
+    return path
+
+
 def load_photos(wallpapers: list[str], skimage_names: list[str], wallpaper_dir: str | None,
                 backgrounds: list[str] = (), backgrounds_dir: str | None = None) -> dict[str, np.ndarray]:
     """Name -> ``(H, W, 3)`` uint8 RGB photo.
@@ -74,13 +91,7 @@ def load_photos(wallpapers: list[str], skimage_names: list[str], wallpaper_dir: 
     for n in backgrounds:
         if backgrounds_dir is None:
             raise ValueError(f"data lists background {n!r} but --backgrounds_dir was not given")
-        path = os.path.join(backgrounds_dir, n)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"background photo {n!r} not found under {backgrounds_dir!r}; get it with `apt-get download "
-                "lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds && for d in *.deb; do dpkg -x $d "
-                "DIR; done` and pass --backgrounds_dir DIR/usr/share/backgrounds")
-        with Image.open(path) as im:
+        with Image.open(background_path(backgrounds_dir, n)) as im:
             photos[f"background:{n}"] = np.asarray(im.convert("RGB"))
     for n in skimage_names:
         photos[f"skimage:{n}"] = np.asarray(getattr(skimage.data, n)())[..., :3]
@@ -108,6 +119,159 @@ def mirror_random_half(tiles: torch.Tensor, generator: torch.Generator) -> torch
     new training example for free."""
     m = (torch.rand(tiles.shape[0], generator=generator) < 0.5).to(tiles.device).view(-1, 1, 1, 1)
     return torch.where(m, tiles.flip(2), tiles)
+
+
+# ---- config: every key a config may hold, with its type and default (REQUIRED: must be given) ---------------------
+REQUIRED = object()
+CONFIG_KEYS = {
+    "data": {"train_wallpapers": (list, REQUIRED), "train_backgrounds": (list, []), "train_skimage": (list, REQUIRED),
+             "heldout_wallpapers": (list, REQUIRED), "heldout_skimage": (list, REQUIRED), "scales": (list, REQUIRED),
+             "tile_size": (int, REQUIRED), "max_tiles_per_image": (int, REQUIRED), "eval_tiles": (int, REQUIRED)},
+    "train": {"seed": (int, REQUIRED), "batch_size": (int, REQUIRED), "gradient_accumulation_steps": (int, 1),
+              "learning_rate": (float, REQUIRED), "weight_decay": (float, 0.0), "warmup_steps": (int, REQUIRED),
+              "max_steps": (int, REQUIRED), "stop_step": (int, None), "max_train_minutes": (float, REQUIRED),
+              "eval_every": (int, REQUIRED), "save_every": (int, REQUIRED), "log_every": (int, 10),
+              "mixed_precision": (str, "no"), "num_threads": (int, 2), "hflip": (bool, False)},
+}
+MAY_BE_ZERO = {"seed", "warmup_steps", "max_steps"}  # the other ints must be >= 1, the floats >= 0
+PROG = "train_codec.py"
+
+
+class ConfigError(ValueError):
+    """A bad config value, argument or path: reported as one line, before any process group starts."""
+
+
+def exit_with(error: Exception) -> None:
+    """One line on stderr, exit status 2. Under ``accelerate launch`` every rank validates (no process group yet, so
+    RANK tells them apart): only rank 0 prints; the others wait for the launcher to stop them, because exiting first
+    would get rank 0 killed before its line is out."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{PROG}: error: {error}", file=sys.stderr, flush=True)
+    else:
+        time.sleep(10)
+    sys.exit(2)
+
+
+def looks_like_path(s: str) -> bool:
+    """A local path rather than a Hub id: ``./x``, ``/x``, ``~/x``, ``a/b/c`` (a Hub id has one slash), a file
+    suffix (``x.safetensors``), or ``org/name`` whose ``org`` folder exists here (``runs/x`` when ``runs/`` does)."""
+    seps = [c for c in (os.sep, os.altsep) if c]
+    if s.startswith((".", "~", *seps)) or sum(s.count(c) for c in seps) > 1 or (os.sep != "/" and os.sep in s):
+        return True
+    if re.search(r"\.(parquet|arrow|jsonl?|csv|ya?ml|png|gif|jpe?g|webp|txt|tar|gz|tgz|zip|bin|safetensors)$", s, re.I):
+        return True
+    return "/" in s and os.path.isdir(s.split("/")[0])
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, reported like the config errors (argparse would print usage per rank)
+        raise ConfigError(f"{message} (see --help)")
+
+
+def check_type(name: str, value, kind: type, low: int | None = None) -> None:
+    """``value`` is a ``kind`` (an int is a float too; a bool is neither), at least ``low`` when given."""
+    if kind in (int, float):
+        ok = not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
+        ok = ok and (low is None or value >= low)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        num = "an int" if kind is int else "a number"
+        want = {bool: "true or false", str: "a string", list: "a list"}.get(kind) or \
+            (num if low is None else f"{num} >= {low}")
+        raise ConfigError(f"{name} must be {want}, got {value!r}")
+
+
+def load_config(path: str) -> dict:
+    """The YAML config, checked key by key and completed with the defaults. Any problem is a ConfigError."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"not found: {path} (--config)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(cfg).__name__}")
+    model_keys = {n: p.default for n, p in inspect.signature(PixelContextCodecConfig.__init__).parameters.items()
+                  if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"}
+    for section in cfg:
+        if section not in ("model", "data", "train"):
+            raise ConfigError(f"{path}: unknown section {section!r} (known: ['data', 'model', 'train'])")
+        if not isinstance(cfg[section], dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping, got {type(cfg[section]).__name__}")
+    cfg.setdefault("model", {})
+    for k, v in cfg["model"].items():
+        if k not in model_keys:
+            raise ConfigError(f"{path}: unknown key model.{k} (known: {sorted(model_keys)})")
+        check_type(f"model.{k}", v, type(model_keys[k]))
+    for section, keys in CONFIG_KEYS.items():
+        given = cfg.setdefault(section, {})
+        for k in given:
+            if k not in keys:
+                raise ConfigError(f"{path}: unknown key {section}.{k} (known: {sorted(keys)})")
+        for k, (kind, default) in keys.items():
+            if k not in given:
+                if default is REQUIRED:
+                    raise ConfigError(f"{path}: {section}.{k} is missing")
+                given[k] = copy.deepcopy(default)
+            elif not (default is None and given[k] is None):
+                check_type(f"{section}.{k}", given[k], kind, low=0 if k in MAY_BE_ZERO or kind is float else 1)
+    dc, tc = cfg["data"], cfg["train"]
+    for k in ("train_wallpapers", "train_backgrounds", "train_skimage", "heldout_wallpapers", "heldout_skimage"):
+        if not all(isinstance(n, str) for n in dc[k]):
+            raise ConfigError(f"data.{k} must be a list of names, got {dc[k]!r}")
+    if not dc["scales"] or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in dc["scales"]):
+        raise ConfigError(f"data.scales must be a list of positive ints, got {dc['scales']!r}")
+    if tc["mixed_precision"] not in ("no", "fp16", "bf16"):
+        raise ConfigError(f"train.mixed_precision must be one of ['no', 'fp16', 'bf16'], got {tc['mixed_precision']!r}")
+    return cfg
+
+
+def check_data(cfg: dict, args) -> None:
+    """Every photo the config names must be at hand (cheap: file lookups and names, nothing is decoded)."""
+    import skimage.data
+
+    dc = cfg["data"]
+    wallpapers = dc["train_wallpapers"] + dc["heldout_wallpapers"]
+    for flag, folder, names in (("--wallpaper_dir", args.wallpaper_dir, wallpapers),
+                                ("--backgrounds_dir", args.backgrounds_dir, dc["train_backgrounds"])):
+        if folder and not os.path.isdir(folder):
+            raise ConfigError(f"not found: {folder} ({flag})")
+        if names and not folder:
+            raise ConfigError(f"data lists {names[0]!r} (and {len(names) - 1} more) but {flag} was not given")
+    try:
+        for n in wallpapers:
+            wallpaper_path(args.wallpaper_dir, n)
+        for n in dc["train_backgrounds"]:
+            background_path(args.backgrounds_dir, n)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    for n in dc["train_skimage"] + dc["heldout_skimage"]:
+        if not callable(getattr(skimage.data, n, None)):
+            raise ConfigError(f"data: {n!r} is not a scikit-image photo (skimage.data.{n})")
+    if args.init_from and looks_like_path(args.init_from) and not os.path.exists(os.path.expanduser(args.init_from)):
+        raise ConfigError(f"not found: {args.init_from} (--init_from)")  # else a Hub id: from_pretrained explains
+    ckpt = args.resume_from_checkpoint
+    if ckpt and not os.path.exists(ckpt):
+        raise ConfigError(f"not found: {ckpt} (--resume_from_checkpoint)")
+    if ckpt and not os.path.isfile(os.path.join(ckpt, "trainer_state.json")):
+        raise ConfigError(f"--resume_from_checkpoint {ckpt}: not a checkpoint of this script (no trainer_state.json)")
+
+
+@contextlib.contextmanager
+def library_progress_bars_off():
+    """transformers' "Writing model shards" / "Loading weights" bars and the Hub's upload bars would print inside the
+    training bar: off while the recipe runs, restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' tqdm and huggingface_hub's
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 # ---- card ---------------------------------------------------------------------------------------------------------
@@ -154,8 +318,8 @@ def evaluate(model, loader, accelerator) -> float:
     return torch.cat(per_tile).mean().item()
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None):
+    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
     p.add_argument("--output_dir", required=True)
     p.add_argument("--wallpaper_dir", default=os.environ.get("PIXELTOK_WALLPAPERS"))
@@ -171,15 +335,29 @@ def main(argv=None):
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", default=None)
     args = p.parse_args(argv)
-    with open(args.config) as f:
-        cfg = yaml.safe_load(f)
-    tc, dc = cfg["train"], cfg["data"]
-    if args.max_steps is not None:
-        tc["max_steps"] = args.max_steps
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id")
+    return args
 
-    torch.set_num_threads(int(tc.get("num_threads", 2)))
+
+def main(argv=None):
+    # everything the run needs is checked first, so a typo costs one line, not a process group and two tracebacks
+    try:
+        args = parse_args(argv)
+        cfg = load_config(args.config)
+        if args.max_steps is not None:
+            check_type("--max_steps", args.max_steps, int, low=0)
+            cfg["train"]["max_steps"] = args.max_steps
+        check_data(cfg, args)
+    except ConfigError as e:
+        exit_with(e)
+    with library_progress_bars_off():
+        train(args, cfg)
+
+
+def train(args, cfg):
+    tc, dc = cfg["train"], cfg["data"]
+    torch.set_num_threads(tc["num_threads"])
     accelerator = Accelerator(gradient_accumulation_steps=tc["gradient_accumulation_steps"],
                               mixed_precision=tc["mixed_precision"], cpu=not torch.cuda.is_available())
     set_seed(tc["seed"])
@@ -187,7 +365,7 @@ def main(argv=None):
 
     with accelerator.main_process_first():
         train_photos = load_photos(dc["train_wallpapers"], dc["train_skimage"], args.wallpaper_dir,
-                                   dc.get("train_backgrounds", []), args.backgrounds_dir)
+                                   dc["train_backgrounds"], args.backgrounds_dir)
         held_photos = load_photos(dc["heldout_wallpapers"], dc["heldout_skimage"], args.wallpaper_dir)
         train = photo_tiles(train_photos, dc["scales"], dc["tile_size"], dc["max_tiles_per_image"], tc["seed"])
         held = photo_tiles(held_photos, dc["scales"], dc["tile_size"], dc["max_tiles_per_image"], tc["seed"] + 1)
@@ -201,21 +379,26 @@ def main(argv=None):
     else:
         model = PixelContextCodecModel(PixelContextCodecConfig(**cfg["model"]))
     opt = torch.optim.AdamW(model.parameters(), lr=tc["learning_rate"], weight_decay=tc["weight_decay"])
-    warm, total = tc["warmup_steps"], tc["max_steps"]
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1))))
+    warm, total, world = tc["warmup_steps"], tc["max_steps"], accelerator.num_processes
+
+    def lr_factor(s: int) -> float:  # linear warm-up, then cosine to 0 at `total`; s counts optimizer steps
+        return min(1.0, (s + 1) / max(warm, 1)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1)))
+
+    # the prepared scheduler steps `world` times per optimizer step (Accelerate assumes a schedule counted in
+    # per-process batches): divide, so that 2 processes follow the 1-process curve instead of running it twice as fast
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s // world))
     g = torch.Generator().manual_seed(tc["seed"])
     train_dl = DataLoader(TensorDataset(torch.from_numpy(train)), batch_size=tc["batch_size"], shuffle=True,
                           drop_last=True, generator=g)
     eval_dl = DataLoader(TensorDataset(torch.from_numpy(held)), batch_size=64)
     model, opt, train_dl, eval_dl, sched = accelerator.prepare(model, opt, train_dl, eval_dl, sched)
 
-    step, epoch, skip = 0, 0, 0
+    step, epoch, skip, log_history = 0, 0, 0, []
     if args.resume_from_checkpoint:
         accelerator.load_state(args.resume_from_checkpoint)
         with open(os.path.join(args.resume_from_checkpoint, "trainer_state.json")) as f:
             st = json.load(f)
-        step, epoch = st["step"], st["epoch"]
+        step, epoch, log_history = st["step"], st["epoch"], st.get("log_history", [])
         skip = step * tc["gradient_accumulation_steps"] - st["batches_before_epoch"]
         accelerator.print(f"resumed at step {step} (epoch {epoch}, skipping {skip} batches)")
 
@@ -224,16 +407,19 @@ def main(argv=None):
         d = os.path.join(args.output_dir, tag)
         accelerator.save_state(d)
         if accelerator.is_main_process:
-            with open(os.path.join(d, "trainer_state.json"), "w") as f:
-                json.dump({"step": step, "epoch": epoch, "batches_before_epoch": batches_before_epoch}, f)
+            state = {"step": step, "epoch": epoch, "batches_before_epoch": batches_before_epoch,
+                     "log_history": log_history}
+            for folder in (d, args.output_dir):  # the checkpoint's (for resuming) and the latest, at the top level
+                with open(os.path.join(folder, "trainer_state.json"), "w") as f:
+                    json.dump(state, f, indent=1)
             accelerator.unwrap_model(model).save_pretrained(args.output_dir)  # latest weights at the top level
 
     t0, elapsed_before = time.time(), 0.0
     batches_before_epoch = step * tc["gradient_accumulation_steps"] - skip
-    end = min(total, tc.get("stop_step") or total)  # stop_step: end early without changing the schedule's length
+    end = min(total, tc["stop_step"] or total)  # stop_step: end early without changing the schedule's length
     bar = tqdm(total=end, initial=step, disable=not accelerator.is_local_main_process, desc="train")
     ema, done = None, step >= end
-    hflip = bool(tc.get("hflip", False))  # not resumed bit-exactly: the flips have their own generator
+    hflip = tc["hflip"]  # not resumed bit-exactly: the flips have their own generator
     flip_g = torch.Generator().manual_seed(tc["seed"] + 3 + accelerator.process_index)
     model.train()
     while not done:
@@ -255,10 +441,16 @@ def main(argv=None):
             step += 1
             ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
             bar.update(1)
-            bar.set_postfix(bpsp=f"{ema:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+            lr = sched.get_last_lr()[0]  # for the next step, as the bar shows it
+            bar.set_postfix(bpsp=f"{ema:.3f}", lr=f"{lr:.1e}")
             minutes = (time.time() - t0) / 60
+            if step % tc["log_every"] == 0 or step == end:
+                mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()  # over the processes
+                log_history.append({"step": step, "lr": lr, "train_bpsp": mean_loss})
             if step % tc["eval_every"] == 0:
-                accelerator.print(f"step {step} train_bpsp_ema {ema:.4f} eval_bpsp {evaluate(model, eval_dl, accelerator):.4f} "
+                eval_bpsp = evaluate(model, eval_dl, accelerator)
+                log_history.append({"step": step, "eval_bpsp": eval_bpsp})
+                accelerator.print(f"step {step} train_bpsp_ema {ema:.4f} eval_bpsp {eval_bpsp:.4f} "
                                   f"minutes {minutes:.1f}", flush=True)
             if step % tc["save_every"] == 0:
                 save(f"checkpoint-{step}")
@@ -285,7 +477,7 @@ def main(argv=None):
         write_card(args.output_dir, dict(
             name=os.path.basename(os.path.normpath(args.output_dir)), n_params=sum(t.numel() for t in unwrapped.parameters()),
             K=unwrapped.config.num_mixtures, scales=dc["scales"], train_w=dc["train_wallpapers"], train_s=dc["train_skimage"],
-            train_b=[os.path.splitext(os.path.basename(b))[0] for b in dc.get("train_backgrounds", [])] or "none",
+            train_b=[os.path.splitext(os.path.basename(b))[0] for b in dc["train_backgrounds"]] or "none",
             n_train=len(train), held_w=dc["heldout_wallpapers"], held_s=dc["heldout_skimage"], steps=step,
             batch=tc["batch_size"], accum=tc["gradient_accumulation_steps"], procs=accelerator.num_processes,
             lr=tc["learning_rate"], seed=tc["seed"], minutes=minutes, hardware=hardware, bpsp=bpsp, n_eval=len(held),
@@ -303,13 +495,14 @@ def main(argv=None):
     # is still writing files or pushing (seen with 2 CPU ranks)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if world > 1:
+        # Every file is written and every rank is here: leave now. Returning would free the DDP model, whose gloo
+        # process group is then destroyed while holding the GIL, and gloo's worker thread, still releasing the
+        # tensors of a finished gather, waits for that GIL: a deadlock seen in 2 of 3 two-rank CPU runs here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
     main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # every file is written and every rank has passed end_training(); gloo's process-group teardown at
-        # interpreter exit still hangs now and then on CPU (seen once in ~10 two-rank runs), so leave directly
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)

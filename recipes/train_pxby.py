@@ -2,7 +2,7 @@
 """Train a PxBy model (PixelBytes) on sprites + captions with Accelerate; evaluate on the held-out split; push.
 
     accelerate launch --config_file recipes/accelerate/cpu2.yaml recipes/train_pxby.py \
-        --config recipes/configs/tiny.yaml --output_dir runs/tiny --data_source path/to/sprites
+        --config recipes/configs/tiny.yaml --output_dir runs/tiny
 
 Runs unchanged on 1 CPU process, 2 CPU processes (gloo) and GPUs. Every hyper-parameter is in the YAML config
 (``--set section.key=value`` overrides one). The loop is plain Accelerate: ``prepare``, ``accumulate``,
@@ -15,16 +15,21 @@ loss / bits / accuracy and the paper's Hamming / cosine / BLEU over generated wi
 card filled from those results), ``trainer_state.json`` (curves), ``training_config.yaml`` and ``checkpoints/``.
 ``--push_to_hub --hub_model_id user/name [--private] [--revision branch]`` uploads model, tokenizer, card and
 results with the libraries' own ``push_to_hub``.
+
+A bad config, argument or path is reported as one line on stderr (exit status 2) before any process group starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
+import os
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -36,10 +41,10 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gath
 from accelerate.utils.environment import parse_flag_from_env
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_scheduler
+from transformers import SchedulerType, get_scheduler
 
 import pixeltok
-from pixeltok.data import load_pokemon, push_dataset_to_hub
+from pixeltok.data import DataSourceError, load_pokemon, push_dataset_to_hub
 from pixeltok.evaluation import generation_metrics, reduce_token_stats, token_stats
 from pixeltok.evaluation.generation import generate_window_pairs
 from pixeltok.hub_cards import render_pxby_model_card
@@ -52,7 +57,7 @@ logger = get_logger("pixeltok.train_pxby", log_level="INFO")
 DEFAULTS = {
     "model": {},  # PxByConfig fields (vocabulary layout comes from the tokenizer)
     "data": {
-        "source": None,            # Hub dataset id, parquet file/folder, or raw sprite folder (--data_source)
+        "source": None,            # Hub dataset id, parquet file/folder, raw sprite folder, "synthetic" (built-in)
         "name": "pixelbytes-sprites",
         "license": None,           # of the training data, stated in the model card
         "provenance": "",
@@ -82,8 +87,58 @@ DEFAULTS = {
 }
 
 
+# Values a type alone does not pin down.
+CHOICES = {("data", "transparency"): ("white", "token"), ("data", "order"): ("image_first", "caption_first"),
+           ("training", "mixed_precision"): ("auto", "no", "fp16", "bf16"),
+           ("training", "lr_scheduler"): tuple(t.value for t in SchedulerType)}
+POSITIVE = {"long_side", "max_length", "per_device_batch_size", "per_device_eval_batch_size", "max_steps",
+            "gradient_accumulation_steps", "eval_every", "save_every", "log_every", "context_length",
+            "generation_length", "num_proc", "max_points_per_sequence", "max_sequences", "max_context"}
+OPTIONAL_INT = {"num_proc", "max_points_per_sequence", "max_sequences", "max_context"}  # default None: off/auto
+PROG = "train_pxby.py"
+
+
+class ConfigError(ValueError):
+    """A bad config value, argument or path: reported as one line, before any process group starts."""
+
+
+def exit_with(error: Exception) -> None:
+    """One line on stderr, exit status 2. Under ``accelerate launch`` every rank validates (no process group yet, so
+    RANK tells them apart): only rank 0 prints; the others wait for the launcher to stop them, because exiting first
+    would get rank 0 killed before its line is out."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{PROG}: error: {error}", file=sys.stderr, flush=True)
+    else:
+        time.sleep(10)
+    sys.exit(2)
+
+
+def looks_like_path(s: str) -> bool:
+    """A local path rather than a Hub id: ``./x``, ``/x``, ``~/x``, ``a/b/c`` (a Hub id has one slash), a file
+    suffix (``x.parquet``), or ``org/name`` whose ``org`` folder exists here (``runs/bilstm`` when ``runs/`` does)."""
+    seps = [c for c in (os.sep, os.altsep) if c]
+    if s.startswith((".", "~", *seps)) or sum(s.count(c) for c in seps) > 1 or (os.sep != "/" and os.sep in s):
+        return True
+    if re.search(r"\.(parquet|arrow|jsonl?|csv|ya?ml|png|gif|jpe?g|webp|txt|tar|gz|tgz|zip|bin|safetensors)$", s, re.I):
+        return True
+    return "/" in s and os.path.isdir(s.split("/")[0])
+
+
+def check_exists(path: str, what: str) -> str:
+    """``path`` with ``~`` expanded; ConfigError ``not found: PATH`` for a missing local path (never asks the Hub)."""
+    full = os.path.expanduser(path)
+    if looks_like_path(path) and not os.path.exists(full):
+        raise ConfigError(f"not found: {path} ({what})")
+    return full if looks_like_path(path) else path
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, reported like the config errors (argparse would print usage per rank)
+        raise ConfigError(f"{message} (see --help)")
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="YAML config (recipes/configs/*.yaml)")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--data_source", default=None, help="overrides data.source")
@@ -107,31 +162,78 @@ def parse_args(argv=None):
     return args
 
 
+def check_value(name: str, value, default, choices=None) -> None:
+    """``value`` has the type of ``default`` (ints for floats too); None-default keys are free or optional ints."""
+    key = name.rsplit(".", 1)[-1]
+
+    def bad(want):
+        hint = ""
+        if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value):
+            hint = " (YAML reads 1e-3 as text: write 1.0e-3)"
+        raise ConfigError(f"{name} must be {want}, got {value!r}{hint}")
+
+    if choices is not None:
+        if value not in choices:
+            bad(f"one of {list(choices)}")
+    elif key in OPTIONAL_INT or (isinstance(default, int) and not isinstance(default, bool)):
+        if value is None and key in OPTIONAL_INT:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key in POSITIVE else 0):
+            bad("a positive int" if key in POSITIVE else "an int >= 0")
+    elif isinstance(default, bool):
+        if not isinstance(value, bool):
+            bad("true or false")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            bad("a number >= 0")
+    elif isinstance(default, (str, list)):
+        if not isinstance(value, type(default)):
+            bad("a list" if isinstance(default, list) else "a string")
+
+
 def load_config(path: str, overrides: list[str], data_source: str | None) -> dict:
-    """YAML config merged over DEFAULTS; ``--set`` overrides applied last. Unknown keys raise."""
-    with open(path, encoding="utf-8") as f:
-        user = yaml.safe_load(f) or {}
+    """YAML config merged over DEFAULTS; ``--set`` overrides applied last. Any problem is a ConfigError."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"not found: {path} (--config)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            user = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(user, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(user).__name__}")
     cfg = copy.deepcopy(DEFAULTS)
     for section, values in user.items():
         if section not in cfg:
-            raise ValueError(f"{path}: unknown section {section!r} (known: {sorted(cfg)})")
+            raise ConfigError(f"{path}: unknown section {section!r} (known: {sorted(cfg)})")
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: section {section!r} must be a mapping, got {type(values).__name__}")
+            raise ConfigError(f"{path}: section {section!r} must be a mapping, got {type(values).__name__}")
         for k, v in values.items():
             if section not in ("model",) and k not in cfg[section]:
-                raise ValueError(f"{path}: unknown key {section}.{k} (known: {sorted(cfg[section])})")
+                raise ConfigError(f"{path}: unknown key {section}.{k} (known: {sorted(cfg[section])})")
             cfg[section][k] = v
     for item in overrides:
         key, sep, raw = item.partition("=")
         section, _, k = key.partition(".")
         if not sep or not k or section not in cfg or (section != "model" and k not in cfg[section]):
-            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE with a known key")
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE with a known key")
         cfg[section][k] = yaml.safe_load(raw)
     if data_source is not None:
         cfg["data"]["source"] = data_source
+    for section in ("data", "training", "evaluation", "hub"):
+        for k, v in cfg[section].items():
+            default = DEFAULTS[section][k]
+            if default is None and k not in OPTIONAL_INT:  # source, license, cache_dir, log_with: text or null
+                if v is not None and k != "log_with" and not isinstance(v, str):
+                    raise ConfigError(f"{section}.{k} must be a string or null, got {v!r}")
+                continue
+            check_value(f"{section}.{k}", v, default, CHOICES.get((section, k)))
     check_model_section(cfg["model"], path)
     if not cfg["data"]["source"]:
-        raise ValueError(f"{path}: data.source is empty; pass --data_source (Hub id, parquet or sprite folder)")
+        raise ConfigError(f"{path}: data.source is empty; pass --data_source (a Hub dataset id, a parquet file or "
+                          "folder, a sprite folder, or 'synthetic' for the built-in sprites)")
+    what = "data.source" if data_source is None else "--data_source"
+    cfg["data"]["source"] = check_exists(cfg["data"]["source"], what)
     return cfg
 
 
@@ -140,14 +242,55 @@ VOCAB_LAYOUT = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "r
 
 
 def check_model_section(model_cfg: dict, path: str) -> None:
-    """``model:`` keys must be PxByConfig fields (a typo would otherwise become a silent extra attribute); the
-    vocabulary layout comes from the tokenizer, not the config."""
+    """``model:`` keys must be PxByConfig fields (a typo would otherwise become a silent extra attribute) with valid
+    values; the vocabulary layout comes from the tokenizer, not the config."""
     defaults = PxByConfig()
-    for k in model_cfg:
+    for k, v in model_cfg.items():
         if k in VOCAB_LAYOUT:
-            raise ValueError(f"{path}: model.{k} is set from the tokenizer's vocabulary; remove it from the config")
+            raise ConfigError(f"{path}: model.{k} is set from the tokenizer's vocabulary; remove it from the config")
         if not hasattr(defaults, k):
-            raise ValueError(f"{path}: model.{k} is not a PxByConfig field")
+            raise ConfigError(f"{path}: model.{k} is not a PxByConfig field")
+        if v is not None and getattr(defaults, k) is not None:  # None: the field's own default (e.g. embed_dim)
+            check_value(f"model.{k}", v, getattr(defaults, k))
+    try:
+        PxByConfig(**model_cfg)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{path}: model: {e}") from None
+
+
+def check_args(args, cfg) -> None:
+    """The arguments that name things which must already exist, checked before anything starts."""
+    if args.hub_dataset_id and not cfg["data"]["license"]:
+        raise ConfigError("--hub_dataset_id: set data.license (the training data's licence) before publishing it")
+    ckpt = args.resume_from_checkpoint
+    if ckpt == "latest":
+        if not checkpoint_dirs(Path(args.output_dir)):
+            raise ConfigError(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir}/checkpoints")
+    elif ckpt:
+        if not os.path.exists(ckpt):
+            raise ConfigError(f"not found: {ckpt} (--resume_from_checkpoint)")
+        if not (Path(ckpt) / "trainer_state.json").is_file():
+            raise ConfigError(f"--resume_from_checkpoint {ckpt}: not a checkpoint (no trainer_state.json)")
+
+
+@contextlib.contextmanager
+def library_progress_bars_off():
+    """The libraries' own bars (datasets' split generation and map, transformers' "Writing model shards" and
+    "Loading weights", Hub uploads) would print inside the training bar: off while the recipe runs, restored after."""
+    from datasets.utils import are_progress_bars_disabled as datasets_off, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    ds_was_on, hf_was_on = not datasets_off(), hf_logging.is_progress_bar_enabled()
+    if ds_was_on:
+        disable_progress_bars()
+    hf_logging.disable_progress_bar()  # transformers' tqdm and huggingface_hub's
+    try:
+        yield
+    finally:
+        if ds_was_on:
+            enable_progress_bars()
+        if hf_was_on:
+            hf_logging.enable_progress_bar()
 
 
 def make_collator(pad_id: int):
@@ -187,12 +330,23 @@ def checkpoint_dirs(output_dir: Path) -> list[Path]:
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    cfg = load_config(args.config, args.set, args.data_source)
+    # everything the run needs is checked first, so a typo costs one line, not a process group and two tracebacks
+    try:
+        args = parse_args(argv)
+        cfg = load_config(args.config, args.set, args.data_source)
+        check_args(args, cfg)
+    except ConfigError as e:
+        exit_with(e)
+    try:
+        with library_progress_bars_off():
+            train(args, cfg)
+    except (ConfigError, DataSourceError) as e:  # found in the data itself: still one line, from the main process
+        exit_with(e)
+
+
+def train(args, cfg):
     tc, dc, ec = cfg["training"], cfg["data"], cfg["evaluation"]
     output_dir = Path(args.output_dir)
-    if args.hub_dataset_id and not dc["license"]:
-        raise ValueError("--hub_dataset_id: set data.license (the training data's licence) before publishing it")
 
     # ---- tokenizer + model ---------------------------------------------------------------------------------------
     set_seed(tc["seed"])
@@ -222,9 +376,10 @@ def main(argv=None):
         dynamo_backend="inductor" if tc["torch_compile"] else None,
     )
     world = accelerator.num_processes
-    # the real world size, from every rank (the test reads these lines)
-    print(f"[pixeltok] rank={accelerator.process_index} world_size={world} device={accelerator.device} "
-          f"distributed_type={accelerator.distributed_type}", flush=True)
+    # the real world size: every rank answers through the process group, the main process reports (one line)
+    ranks = gather_object([accelerator.process_index])
+    accelerator.print(f"[pixeltok] world_size={world} ranks={ranks} device={accelerator.device} "
+                      f"distributed_type={accelerator.distributed_type.value}", flush=True)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         with open(output_dir / "training_config.yaml", "w", encoding="utf-8") as f:
@@ -242,7 +397,7 @@ def main(argv=None):
                        num_proc=dc["num_proc"], remove_columns=extra, desc="truncate")
     for split in ("train", "validation", "test"):
         if split not in data or len(data[split]) == 0:
-            raise ValueError(f"data source {dc['source']}: split {split!r} is empty; adjust data.val_size/test_size")
+            raise ConfigError(f"data source {dc['source']}: split {split!r} is empty; adjust data.val_size/test_size")
     splits = {k: len(v) for k, v in data.items()}
     logger.info(f"data {dc['source']}: {splits}", main_process_only=True)
     logger.info(f"PxBy {config.backbone}: {n_params:,} parameters", main_process_only=True)
@@ -269,18 +424,13 @@ def main(argv=None):
     state = {"step": 0, "micro_step": 0, "epoch": 0, "best_val_loss": math.inf, "best_step": 0, "bad_evals": 0,
              "stopped_early": False, "train_tokens": 0, "train_time_s": 0.0, "log_history": []}
     if args.resume_from_checkpoint:
-        ckpt = Path(args.resume_from_checkpoint)
+        ckpt = Path(args.resume_from_checkpoint)  # checked by check_args
         if args.resume_from_checkpoint == "latest":
-            found = checkpoint_dirs(output_dir)
-            if not found:
-                raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint in {output_dir}/checkpoints")
-            ckpt = found[-1]
-        if not (ckpt / "trainer_state.json").is_file():
-            raise FileNotFoundError(f"--resume_from_checkpoint {ckpt}: not a checkpoint (no trainer_state.json)")
+            ckpt = checkpoint_dirs(output_dir)[-1]
         accelerator.load_state(str(ckpt))
         state = json.loads((ckpt / "trainer_state.json").read_text())
         state["best_val_loss"] = math.inf if state["best_val_loss"] is None else state["best_val_loss"]
-        print(f"[pixeltok] rank={accelerator.process_index} resumed from {ckpt} at step {state['step']}", flush=True)
+        accelerator.print(f"[pixeltok] resumed from {ckpt} at step {state['step']}", flush=True)
 
     def save_checkpoint():
         path = output_dir / "checkpoints" / f"step_{state['step']}"
@@ -392,8 +542,9 @@ def main(argv=None):
     reports_dir = output_dir / "rank_reports"
     reports_dir.mkdir(parents=True, exist_ok=True)
     (reports_dir / f"rank{accelerator.process_index}.json").write_text(json.dumps(report, indent=1))
-    print(f"[pixeltok] rank={accelerator.process_index} world_size={world} step={state['step']} "
-          f"param_checksum={checksum:.10e} test_loss={test['loss']:.6f}", flush=True)
+    checksums = gather_object([checksum])
+    accelerator.print(f"[pixeltok] world_size={world} step={state['step']} param_checksum={checksum:.10e} "
+                      f"replicas_agree={len(set(checksums)) == 1} test_loss={test['loss']:.6f}", flush=True)
 
     if accelerator.is_main_process:
         train_time = state["train_time_s"]
@@ -446,6 +597,13 @@ def main(argv=None):
                         main_process_only=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if world > 1:
+        # Every file is written and every rank is here: leave now. Returning would free the DDP model, whose gloo
+        # process group is then destroyed while holding the GIL, and gloo's worker thread, still releasing the
+        # tensors of a finished gather, waits for that GIL: a deadlock seen in 2 of 3 two-rank CPU runs here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

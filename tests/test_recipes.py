@@ -2,8 +2,12 @@
 
 Two launches (about 20 s each on 2 cores) are shared by every test of this module:
 
-- run A: tiny config, 8 steps, checkpoints at steps 4 and 8, pushed (private) to ``user/tiny-pxby-*``;
+- run A: the tiny config as recipes/README.md writes it (built-in synthetic sprites, no --data_source), 8 steps,
+  checkpoints at steps 4 and 8, pushed (private) to ``user/tiny-pxby-*``;
 - run B: resumed from run A's step-4 checkpoint (mid-epoch) in a fresh folder, pushed to branch ``resumed``.
+
+Config and path errors are checked in-process (the recipes' ``main``, with ``Accelerator`` replaced by a trap: the
+error must come before any process group) and once under a real 2-rank launch.
 """
 
 import importlib.util
@@ -13,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +26,8 @@ import pytest
 import torch
 from PIL import Image
 
-from launching import accelerate_launch
+from launching import accelerate_launch, launch_process
+from pixeltok.data.synthetic import make_creature
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "configs" / "tiny.yaml"
@@ -50,9 +56,16 @@ def make_sprites(root: Path, n: int = 16, size: int = 16, seed: int = 0) -> Path
     return root
 
 
-def launch(out: Path, sprites: Path, *extra: str) -> str:
-    return accelerate_launch("train_pxby.py", "--config", str(TINY), "--output_dir", str(out),
-                             "--data_source", str(sprites), *extra)
+def launch(out: Path, *extra: str) -> str:
+    # about 20 s; the timeout only bounds the (retried) gloo teardown hang
+    return accelerate_launch("train_pxby.py", "--config", str(TINY), "--output_dir", str(out), *extra, timeout=240)
+
+
+def load_recipe(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +75,9 @@ def runs(tmp_path_factory, hub_server):
     repo_id = f"{hub_server.user}/tiny-pxby-{uuid.uuid4().hex[:8]}"
     dataset_id = f"{hub_server.user}/tiny-sprites-{uuid.uuid4().hex[:8]}"
     a, b = base / "run_a", base / "run_b"
-    log_a = launch(a, sprites, "--push_to_hub", "--hub_model_id", repo_id, "--private",
+    log_a = launch(a, "--push_to_hub", "--hub_model_id", repo_id, "--private",
                    "--hub_dataset_id", dataset_id, "--set", "data.license=cc0-1.0")
-    log_b = launch(b, sprites, "--resume_from_checkpoint", str(a / "checkpoints" / "step_4"),
+    log_b = launch(b, "--resume_from_checkpoint", str(a / "checkpoints" / "step_4"),
                    "--push_to_hub", "--hub_model_id", repo_id, "--revision", "resumed")
     return {"a": a, "b": b, "log_a": log_a, "log_b": log_b, "repo_id": repo_id, "dataset_id": dataset_id,
             "sprites": sprites, "base": base}
@@ -78,8 +91,12 @@ def _load(path_or_id, **kw):
 
 
 def test_two_cpu_ranks_really_ran_and_agree(runs):
-    lines = re.findall(r"\[pixeltok\] rank=(\d) world_size=(\d+) device=", runs["log_a"])
-    assert sorted(lines) == [("0", "2"), ("1", "2")], runs["log_a"][-3000:]
+    # one line, from the main process, listing the ranks that answered through the process group
+    assert re.findall(r"\[pixeltok\] world_size=(\d+) ranks=(\[.*?\]) ", runs["log_a"]) == [("2", "[0, 1]")], \
+        runs["log_a"][-3000:]
+    assert runs["log_a"].count("replicas_agree=True") == 1
+    for noise in ("Writing model shards", "Loading weights", "Traceback"):  # neither rank prints library bars
+        assert noise not in runs["log_a"] and noise not in runs["log_b"], noise
     reports = [json.loads((runs["a"] / "rank_reports" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in reports] == [2, 2]
     assert reports[0]["param_checksum"] == reports[1]["param_checksum"]  # DDP kept the replicas identical
@@ -120,7 +137,7 @@ def test_outputs_are_real(runs):
 def test_resume_mid_epoch_matches_uninterrupted_run(runs):
     from safetensors.torch import load_file
 
-    assert re.search(r"rank=0 resumed from .*step_4 at step 4", runs["log_b"])
+    assert len(re.findall(r"\[pixeltok\] resumed from .*step_4 at step 4", runs["log_b"])) == 1  # main process only
     state = json.loads((runs["a"] / "checkpoints" / "step_4" / "trainer_state.json").read_text())
     batches_per_epoch = math.ceil(json.loads((runs["a"] / "eval_results.json").read_text())["dataset"]["splits"]["train"] / 4)
     assert state["micro_step"] % batches_per_epoch != 0, "the checkpoint should fall mid-epoch to exercise skipping"
@@ -149,7 +166,7 @@ def test_push_to_hub_and_reload_identical(runs, tmp_path):
     tok_hub, model_hub = _load(repo, cache_dir=tmp_path)
     tok_rev, model_rev = _load(repo, revision="resumed", cache_dir=tmp_path)
     assert tok_hub.get_vocab() == tok_local.get_vocab()
-    sprite = Image.open(runs["sprites"] / "images" / "sprite_03.png")
+    sprite = Image.fromarray(make_creature(3)[0])
     ids = tok_local.encode_sample(sprite, "A round yellow creature.")
     assert tok_hub.encode_sample(sprite, "A round yellow creature.") == ids
     x = torch.tensor([ids])
@@ -167,7 +184,7 @@ def test_dataset_pushed_as_parquet_and_loadable(runs, tmp_path):
 
     files = HfApi().list_repo_files(runs["dataset_id"], repo_type="dataset")
     assert "README.md" in files and any(f.endswith(".parquet") for f in files)
-    local = load_pokemon(runs["sprites"], long_side=8, val_size=0.2, test_size=0.2, seed=0)
+    local = load_pokemon("synthetic", long_side=8, val_size=0.2, test_size=0.2, seed=0)  # tiny.yaml's data
     for split in ("train", "validation", "test"):
         hub = load_dataset(runs["dataset_id"], split=split, cache_dir=str(tmp_path))
         assert hub["input_ids"] == local[split]["input_ids"] and hub["caption"] == local[split]["caption"]
@@ -185,9 +202,7 @@ def test_model_card_usage_snippet_runs(runs, tmp_path, monkeypatch, capsys):
 
 
 def test_eval_pxby_regenerates_the_table(runs):
-    spec = importlib.util.spec_from_file_location("eval_pxby", ROOT / "recipes" / "eval_pxby.py")
-    eval_pxby = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(eval_pxby)
+    eval_pxby = load_recipe("eval_pxby")
     out = runs["base"] / "table"
     eval_pxby.main(["--checkpoints", str(runs["a"]), str(runs["b"]), "--output_dir", str(out), "--device", "cpu"])
     table = (out / "results.md").read_text()
@@ -212,7 +227,127 @@ def test_single_process_early_stopping(runs, tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert "rank=0 world_size=1" in proc.stdout
+    assert "[pixeltok] world_size=1 ranks=[0] " in proc.stdout
     res = json.loads((out / "eval_results.json").read_text())["training"]
     assert res["stopped_early"] is True and res["steps"] == 4 and res["best_step"] == 2
     assert (out / "checkpoints" / "step_4").is_dir()  # a checkpoint is written where training stopped
+
+
+def test_clean_single_process_run_prints_only_its_progress_bars(tmp_path):
+    """``python recipes/train_pxby.py --config recipes/configs/tiny.yaml --output_dir DIR`` as recipes/README.md
+    writes it: no library bars inside the training bar ("Writing model shards" from save_pretrained, "Loading
+    weights" from from_pretrained, datasets' "Generating ... split" / map), no warnings, no tracebacks."""
+    out = tmp_path / "clean"
+    env = {k: v for k, v in os.environ.items() if k != "HF_DATASETS_DISABLE_PROGRESS_BARS"}  # the real default
+    cmd = [sys.executable, str(ROOT / "recipes" / "train_pxby.py"), "--config", str(TINY), "--output_dir", str(out),
+           "--set", f"data.cache_dir={tmp_path / 'cache'}"]  # a fresh cache: the dataset is really built
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    for noise in ("Writing model shards", "Loading weights", "Generating", "truncate", "Map", "Traceback"):
+        assert noise not in log, noise
+    assert not re.search(r"(?i)warn", log), log[-4000:]
+    bars = set(re.findall(r"(?:^|\r)([A-Za-z ]+):\s+\d+%\|", proc.stderr, re.M))
+    assert bars == {"train", "generate"}, bars  # one bar per long task
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("[pixeltok] world_size=1 ranks=[0] "), proc.stdout
+    assert json.loads((out / "eval_results.json").read_text())["dataset"]["source"] == "synthetic"
+
+
+@pytest.fixture(scope="module")
+def train_pxby():
+    return load_recipe("train_pxby")
+
+
+def _expect_one_line_error(capsys, call) -> str:
+    with pytest.raises(SystemExit) as exc:
+        call()
+    assert exc.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    return err
+
+
+BAD_TRAIN_ARGS = [  # (extra arguments, what the line must say)
+    (["--set", "training.nope=1"], "--set 'training.nope=1': expected SECTION.KEY=VALUE with a known key"),
+    (["--config", "{tmp}/typo.yaml"], "typo.yaml: unknown key training.nope"),
+    (["--config", "{tmp}/missing.yaml"], "not found: {tmp}/missing.yaml (--config)"),
+    (["--set", "training.max_steps=0"], "training.max_steps must be a positive int, got 0"),
+    (["--set", "training.learning_rate=1e-3"], "write 1.0e-3"),
+    (["--set", "data.order=sideways"], "data.order must be one of ['image_first', 'caption_first']"),
+    (["--set", "model.backbone=gru"], "PxByConfig.backbone='gru'"),
+    (["--set", "model.hidden_size=big"], "model.hidden_size must be an int >= 0, got 'big'"),
+    (["--set", "data.source=null"], "data.source is empty"),
+    (["--data_source", "{tmp}/no_such_sprites"], "not found: {tmp}/no_such_sprites (--data_source)"),
+    (["--resume_from_checkpoint", "latest"], "--resume_from_checkpoint latest: no checkpoint"),
+    (["--resume_from_checkpoint", "{tmp}/step_9"], "not found: {tmp}/step_9 (--resume_from_checkpoint)"),
+    (["--hub_dataset_id", "u/d"], "--hub_dataset_id only makes sense with --push_to_hub"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_TRAIN_ARGS, ids=[m[:40] for _, m in BAD_TRAIN_ARGS])
+def test_train_config_errors_are_one_line_before_any_process_group(train_pxby, tmp_path, monkeypatch, capsys,
+                                                                   extra, message):
+    (tmp_path / "typo.yaml").write_text(TINY.read_text().replace("training:\n", "training:\n  nope: 1\n"))
+
+    def no_accelerator(*a, **k):
+        raise AssertionError("the Accelerator (and its process group) started before the config was checked")
+
+    monkeypatch.setattr(train_pxby, "Accelerator", no_accelerator)
+    argv = ["--config", str(TINY), "--output_dir", str(tmp_path / "out")] + [a.format(tmp=tmp_path) for a in extra]
+    err = _expect_one_line_error(capsys, lambda: train_pxby.main(argv))
+    assert err.startswith("train_pxby.py: error: ") and message.format(tmp=tmp_path) in err, err
+
+
+def test_config_error_on_two_ranks_is_reported_once(tmp_path):
+    """Under ``accelerate launch`` (2 ranks) the line comes once, from rank 0, first, with no rank tracebacks and no
+    process group (torch's launcher then adds its own ChildFailedError summary, which a script cannot silence)."""
+    proc = launch_process("train_pxby.py", "--config", str(TINY), "--output_dir", str(tmp_path / "out"),
+                          "--set", "training.nope=1", timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.count("train_pxby.py: error: ") == 1, proc.stderr
+    assert proc.stderr.startswith("train_pxby.py: error: --set 'training.nope=1'"), proc.stderr[:2000]
+    assert "recipes/train_pxby.py\", line" not in proc.stderr  # no Python traceback from either rank
+    assert "world_size" not in proc.stdout  # stopped before the Accelerator
+
+
+@pytest.mark.parametrize("checkpoint", ["./no_such_run", "{tmp}/no_such_run", "runs/no_such_run", "model.safetensors"])
+def test_eval_missing_checkpoint_fails_at_once_without_the_hub(tmp_path, monkeypatch, capsys, checkpoint):
+    """A checkpoint that looks like a local path (``./x``, ``/x``, ``runs/x`` with ``runs/`` present, a file
+    suffix) and does not exist is "not found" at once: no Hub download is attempted."""
+    import huggingface_hub
+
+    eval_pxby = load_recipe("eval_pxby")
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    def no_hub(*a, **k):
+        raise AssertionError("asked the Hub for a local path")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    ckpt = checkpoint.format(tmp=tmp_path)
+    t0 = time.perf_counter()
+    err = _expect_one_line_error(capsys, lambda: eval_pxby.main(["--checkpoints", ckpt, "--output_dir", "table"]))
+    assert time.perf_counter() - t0 < 5
+    assert err == f"eval_pxby.py: error: not found: {ckpt} (--checkpoints)\n"
+
+
+def test_eval_missing_data_source_is_named(tmp_path, monkeypatch, capsys):
+    """The data source (given, or recorded in the checkpoint's training_config.yaml) must exist too."""
+    eval_pxby = load_recipe("eval_pxby")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    (ckpt / "training_config.yaml").write_text(f"data:\n  source: {tmp_path / 'moved_away'}\n")
+    err = _expect_one_line_error(capsys, lambda: eval_pxby.main(
+        ["--checkpoints", str(ckpt), "--output_dir", str(tmp_path / "t")]))
+    assert f"not found: {tmp_path / 'moved_away'} (the data.source {ckpt} was trained on; pass --data_source)" in err
+    err = _expect_one_line_error(capsys, lambda: eval_pxby.main(
+        ["--checkpoints", str(ckpt), "--output_dir", str(tmp_path / "t"), "--data_source", "./gone.parquet"]))
+    assert err == "eval_pxby.py: error: not found: ./gone.parquet (--data_source)\n"
+    err = _expect_one_line_error(capsys, lambda: eval_pxby.main(
+        ["--checkpoints", str(tmp_path), "--output_dir", str(tmp_path / "t")]))
+    assert "not a train_pxby.py output folder (no config.json)" in err

@@ -3,6 +3,9 @@
 - :func:`load_pokemon` -- builder :class:`pixeltok.data.pokemon.Pokemon` (Hub repo id, parquet, or raw sprites).
 - :func:`load_cifar_tiles` -- builder :class:`pixeltok.data.cifar_tiles.CifarTiles` (CIFAR-10 binary archive,
   or any images cut into 32x32 tiles).
+- :func:`load_text_images` -- builder :class:`pixeltok.data.text_images.TextImages`: single words rendered with
+  real fonts into small images (the reading task), clean and hard tiers, test fonts and words unseen in training;
+  :func:`prepare_reader_image` fits any image to the reader's input.
 - :func:`prepare_wesnoth` -- a real GPL sprite + caption corpus from Debian's ``wesnoth-1.16-data``, built locally.
 - :func:`render_dataset_card` / :func:`push_dataset_to_hub` -- dataset cards from ``hub_cards/`` templates and a
   push as parquet shards that ``load_dataset(repo_id, config)`` reads without pixeltok.
@@ -20,10 +23,11 @@ from pathlib import Path
 
 from ._common import (DataSourceError, fingerprint_source, is_hub_repo_id, is_url, normalize_caption, read_options,
                       run_builder)
+from .text_images import load_text_images, prepare_reader_image
 from .wesnoth import prepare_wesnoth
 
 __all__ = ["load_pokemon", "load_cifar_tiles", "prepare_wesnoth", "render_dataset_card", "push_dataset_to_hub",
-           "with_windows", "DataSourceError", "normalize_caption"]
+           "with_windows", "DataSourceError", "normalize_caption", "load_text_images", "prepare_reader_image"]
 
 
 def load_pokemon(source, *, cache_dir=None, num_proc: int | None = None, streaming: bool = False, download_mode=None,
@@ -45,6 +49,11 @@ def load_pokemon(source, *, cache_dir=None, num_proc: int | None = None, streami
         splits ``train`` / ``validation`` / ``test`` with columns ``name``, ``image``, ``caption``, ``input_ids``
         (+ ``pixelbyte`` with ``windows=True``).
     """
+    if str(source) == "synthetic" and not os.path.exists("synthetic"):  # built-in creatures (a local path wins)
+        from .synthetic import load_synthetic_sprites
+
+        return load_synthetic_sprites(cache_dir=cache_dir, num_proc=num_proc, streaming=streaming,
+                                      download_mode=download_mode, **options)
     from .pokemon import Pokemon
 
     src = str(source)
@@ -128,7 +137,8 @@ def with_windows(dataset, tokenizer=None, column: str = "pixelbyte"):
 
 # -- dataset cards ------------------------------------------------------------------------------------------------
 _CARD_KINDS = {"pokemon": ("dataset_pokemon.md", "pokemon", "PokemonConfig", "default"),
-               "cifar_tiles": ("dataset_cifar_tiles.md", "cifar_tiles", "CifarTilesConfig", "tiles")}
+               "cifar_tiles": ("dataset_cifar_tiles.md", "cifar_tiles", "CifarTilesConfig", "tiles"),
+               "text_images": ("dataset_text_images.md", "text_images", "TextImagesConfig", "default")}
 
 
 def _cards_dir() -> Path:
