@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -63,10 +62,6 @@ def atomic_output(path: Path, mode: str = "wb"):
         raise
 
 
-_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ptk", ".txt", ".json",
-                  ".safetensors", ".bin", ".pt", ".yaml")
-
-
 def checkpoint_arg(value: str | None, what: str = "--model") -> str | None:
     """A local checkpoint folder or a Hub repo id; a path that is not there fails now, without asking the Hub."""
     if value is None:
@@ -78,7 +73,9 @@ def checkpoint_arg(value: str | None, what: str = "--model") -> str | None:
         raise CommandError(f"{what} {value}: is a file; expected a checkpoint folder (save_pretrained) or a Hub repo id")
     # a Hub id is `org/name`; anything else that is not here is a missing local path (say so now: asking the Hub
     # first means half a minute of retries offline, then an error about repo ids)
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value) or value.endswith(_FILE_SUFFIXES):
+    from .scripts import is_hub_repo_id
+
+    if not is_hub_repo_id(value):
         raise CommandError(f"{what} not found: {value}")
     return value
 

@@ -16,11 +16,8 @@ at once as one line (``not found: PATH``), without asking the Hub.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -37,64 +34,13 @@ import pixeltok  # noqa: E402,F401  (registers PxBy with the Auto classes)
 from pixeltok.data import DataSourceError, load_pokemon  # noqa: E402
 from pixeltok.evaluation import generation_metrics, reduce_token_stats, token_stats  # noqa: E402
 from pixeltok.evaluation.generation import generate_window_pairs  # noqa: E402
+from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_with, library_progress_bars_off  # noqa: E402
 
+PROG = "eval_pxby.py"
 COLUMNS = (  # key, header
     ("hamming", "Hamming ↓"), ("cosine", "cosine ↑"), ("bleu", "BLEU ↑"), ("token_accuracy", "accuracy ↑"),
     ("bits_per_token", "bits/token ↓"), ("num_windows", "windows"),
 )
-
-
-class ConfigError(ValueError):
-    """A bad argument or a missing checkpoint / data path: reported as one line."""
-
-
-def exit_with(error: Exception) -> None:
-    print(f"eval_pxby.py: error: {error}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
-def looks_like_path(s: str) -> bool:
-    """A local path rather than a Hub id: ``./x``, ``/x``, ``~/x``, ``a/b/c`` (a Hub id has one slash), a file
-    suffix (``x.parquet``), or ``org/name`` whose ``org`` folder exists here (``runs/bilstm`` when ``runs/`` does)."""
-    seps = [c for c in (os.sep, os.altsep) if c]
-    if s.startswith((".", "~", *seps)) or sum(s.count(c) for c in seps) > 1 or (os.sep != "/" and os.sep in s):
-        return True
-    if re.search(r"\.(parquet|arrow|jsonl?|csv|ya?ml|png|gif|jpe?g|webp|txt|tar|gz|tgz|zip|bin|safetensors)$", s, re.I):
-        return True
-    return "/" in s and os.path.isdir(s.split("/")[0])
-
-
-def check_exists(path: str, what: str) -> str:
-    """``path`` with ``~`` expanded; ConfigError ``not found: PATH`` for a missing local path (never asks the Hub)."""
-    full = os.path.expanduser(path)
-    if looks_like_path(path) and not os.path.exists(full):
-        raise ConfigError(f"not found: {path} ({what})")
-    return full if looks_like_path(path) else path
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):  # one line, like the other errors
-        raise ConfigError(f"{message} (see --help)")
-
-
-@contextlib.contextmanager
-def library_progress_bars_off():
-    """The libraries' own bars (datasets' split generation, transformers' "Loading weights", Hub downloads) are
-    noise around the one that matters (generation): off while the checkpoints are evaluated, restored after."""
-    from datasets.utils import are_progress_bars_disabled as datasets_off, disable_progress_bars, enable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    ds_was_on, hf_was_on = not datasets_off(), hf_logging.is_progress_bar_enabled()
-    if ds_was_on:
-        disable_progress_bars()
-    hf_logging.disable_progress_bar()  # transformers' tqdm and huggingface_hub's
-    try:
-        yield
-    finally:
-        if ds_was_on:
-            enable_progress_bars()
-        if hf_was_on:
-            hf_logging.enable_progress_bar()
 
 
 def parse_args(argv=None):
@@ -244,7 +190,7 @@ def main(argv=None):
                     name = ckpt
                 results[name] = evaluate_checkpoint(ckpt, args)
     except (ConfigError, DataSourceError) as e:
-        exit_with(e)
+        exit_with(e, PROG)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results)

@@ -18,14 +18,12 @@ argument or path is reported as one line on stderr (exit status 2) before any pr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import glob
 import inspect
 import json
 import math
 import os
-import re
 import sys
 import time
 
@@ -40,6 +38,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from pixeltok.compression.model import PixelContextCodecConfig, PixelContextCodecModel  # noqa: E402
 from pixeltok.tiling import cut_tiles  # noqa: E402
+from pixeltok.scripts import ArgumentParser, ConfigError, exit_with, library_progress_bars_off, looks_like_path  # noqa: E402
 
 
 # ---- data -------------------------------------------------------------------------------------------------------
@@ -137,37 +136,6 @@ MAY_BE_ZERO = {"seed", "warmup_steps", "max_steps"}  # the other ints must be >=
 PROG = "train_codec.py"
 
 
-class ConfigError(ValueError):
-    """A bad config value, argument or path: reported as one line, before any process group starts."""
-
-
-def exit_with(error: Exception) -> None:
-    """One line on stderr, exit status 2. Under ``accelerate launch`` every rank validates (no process group yet, so
-    RANK tells them apart): only rank 0 prints; the others wait for the launcher to stop them, because exiting first
-    would get rank 0 killed before its line is out."""
-    if os.environ.get("RANK", "0") == "0":
-        print(f"{PROG}: error: {error}", file=sys.stderr, flush=True)
-    else:
-        time.sleep(10)
-    sys.exit(2)
-
-
-def looks_like_path(s: str) -> bool:
-    """A local path rather than a Hub id: ``./x``, ``/x``, ``~/x``, ``a/b/c`` (a Hub id has one slash), a file
-    suffix (``x.safetensors``), or ``org/name`` whose ``org`` folder exists here (``runs/x`` when ``runs/`` does)."""
-    seps = [c for c in (os.sep, os.altsep) if c]
-    if s.startswith((".", "~", *seps)) or sum(s.count(c) for c in seps) > 1 or (os.sep != "/" and os.sep in s):
-        return True
-    if re.search(r"\.(parquet|arrow|jsonl?|csv|ya?ml|png|gif|jpe?g|webp|txt|tar|gz|tgz|zip|bin|safetensors)$", s, re.I):
-        return True
-    return "/" in s and os.path.isdir(s.split("/")[0])
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):  # one line, reported like the config errors (argparse would print usage per rank)
-        raise ConfigError(f"{message} (see --help)")
-
-
 def check_type(name: str, value, kind: type, low: int | None = None) -> None:
     """``value`` is a ``kind`` (an int is a float too; a bool is neither), at least ``low`` when given."""
     if kind in (int, float):
@@ -259,21 +227,6 @@ def check_data(cfg: dict, args) -> None:
         raise ConfigError(f"--resume_from_checkpoint {ckpt}: not a checkpoint of this script (no trainer_state.json)")
 
 
-@contextlib.contextmanager
-def library_progress_bars_off():
-    """transformers' "Writing model shards" / "Loading weights" bars and the Hub's upload bars would print inside the
-    training bar: off while the recipe runs, restored after."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # transformers' tqdm and huggingface_hub's
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
-
-
 # ---- card ---------------------------------------------------------------------------------------------------------
 CARD = """---
 library_name: transformers
@@ -350,7 +303,7 @@ def main(argv=None):
             cfg["train"]["max_steps"] = args.max_steps
         check_data(cfg, args)
     except ConfigError as e:
-        exit_with(e)
+        exit_with(e, PROG)
     with library_progress_bars_off():
         train(args, cfg)
 

@@ -21,8 +21,6 @@ A bad config, argument or path is reported as one line on stderr (exit status 2)
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import copy
 import json
 import math
@@ -49,6 +47,7 @@ from pixeltok.evaluation import generation_metrics, reduce_token_stats, token_st
 from pixeltok.evaluation.generation import generate_window_pairs
 from pixeltok.hub_cards import render_pxby_model_card
 from pixeltok.models.pxby import PxByConfig, PxByForCausalLM
+from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_with, library_progress_bars_off
 from pixeltok.tokenization.pixelbytes import PixelBytesTokenizer
 
 logger = get_logger("pixeltok.train_pxby", log_level="INFO")
@@ -96,45 +95,6 @@ POSITIVE = {"long_side", "max_length", "per_device_batch_size", "per_device_eval
             "generation_length", "num_proc", "max_points_per_sequence", "max_sequences", "max_context"}
 OPTIONAL_INT = {"num_proc", "max_points_per_sequence", "max_sequences", "max_context"}  # default None: off/auto
 PROG = "train_pxby.py"
-
-
-class ConfigError(ValueError):
-    """A bad config value, argument or path: reported as one line, before any process group starts."""
-
-
-def exit_with(error: Exception) -> None:
-    """One line on stderr, exit status 2. Under ``accelerate launch`` every rank validates (no process group yet, so
-    RANK tells them apart): only rank 0 prints; the others wait for the launcher to stop them, because exiting first
-    would get rank 0 killed before its line is out."""
-    if os.environ.get("RANK", "0") == "0":
-        print(f"{PROG}: error: {error}", file=sys.stderr, flush=True)
-    else:
-        time.sleep(10)
-    sys.exit(2)
-
-
-def looks_like_path(s: str) -> bool:
-    """A local path rather than a Hub id: ``./x``, ``/x``, ``~/x``, ``a/b/c`` (a Hub id has one slash), a file
-    suffix (``x.parquet``), or ``org/name`` whose ``org`` folder exists here (``runs/bilstm`` when ``runs/`` does)."""
-    seps = [c for c in (os.sep, os.altsep) if c]
-    if s.startswith((".", "~", *seps)) or sum(s.count(c) for c in seps) > 1 or (os.sep != "/" and os.sep in s):
-        return True
-    if re.search(r"\.(parquet|arrow|jsonl?|csv|ya?ml|png|gif|jpe?g|webp|txt|tar|gz|tgz|zip|bin|safetensors)$", s, re.I):
-        return True
-    return "/" in s and os.path.isdir(s.split("/")[0])
-
-
-def check_exists(path: str, what: str) -> str:
-    """``path`` with ``~`` expanded; ConfigError ``not found: PATH`` for a missing local path (never asks the Hub)."""
-    full = os.path.expanduser(path)
-    if looks_like_path(path) and not os.path.exists(full):
-        raise ConfigError(f"not found: {path} ({what})")
-    return full if looks_like_path(path) else path
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):  # one line, reported like the config errors (argparse would print usage per rank)
-        raise ConfigError(f"{message} (see --help)")
 
 
 def parse_args(argv=None):
@@ -273,26 +233,6 @@ def check_args(args, cfg) -> None:
             raise ConfigError(f"--resume_from_checkpoint {ckpt}: not a checkpoint (no trainer_state.json)")
 
 
-@contextlib.contextmanager
-def library_progress_bars_off():
-    """The libraries' own bars (datasets' split generation and map, transformers' "Writing model shards" and
-    "Loading weights", Hub uploads) would print inside the training bar: off while the recipe runs, restored after."""
-    from datasets.utils import are_progress_bars_disabled as datasets_off, disable_progress_bars, enable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    ds_was_on, hf_was_on = not datasets_off(), hf_logging.is_progress_bar_enabled()
-    if ds_was_on:
-        disable_progress_bars()
-    hf_logging.disable_progress_bar()  # transformers' tqdm and huggingface_hub's
-    try:
-        yield
-    finally:
-        if ds_was_on:
-            enable_progress_bars()
-        if hf_was_on:
-            hf_logging.enable_progress_bar()
-
-
 def make_collator(pad_id: int):
     """Right-pad to the longest sequence; labels are input_ids with padding = -100 (the model shifts them)."""
 
@@ -336,12 +276,12 @@ def main(argv=None):
         cfg = load_config(args.config, args.set, args.data_source)
         check_args(args, cfg)
     except ConfigError as e:
-        exit_with(e)
+        exit_with(e, PROG)
     try:
         with library_progress_bars_off():
             train(args, cfg)
     except (ConfigError, DataSourceError) as e:  # found in the data itself: still one line, from the main process
-        exit_with(e)
+        exit_with(e, PROG)
 
 
 def train(args, cfg):

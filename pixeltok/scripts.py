@@ -1,0 +1,84 @@
+"""Plumbing shared by pixeltok's scripts (the ``recipes/`` and ``pixeltok`` commands): one-line errors that never
+reach a process group, telling a local path from a Hub id without asking the Hub, and quiet library progress bars.
+
+Light on purpose (standard library only at import): ``pixeltok --help`` imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import time
+
+_FILE_SUFFIX = re.compile(r"\.(parquet|arrow|jsonl?|csv|ya?ml|png|gif|jpe?g|bmp|tiff?|webp|txt|ptk|tar|gz|tgz|zip|bin|"
+                          r"pt|safetensors)$", re.I)
+
+
+class ConfigError(ValueError):
+    """A bad config value, argument or path: reported as one line, before any process group starts."""
+
+
+def exit_with(error: Exception, prog: str) -> None:
+    """One line on stderr, exit status 2. Under ``accelerate launch`` every rank validates (no process group yet, so
+    RANK tells them apart): only rank 0 prints; the others wait for the launcher to stop them, because exiting first
+    would get rank 0 killed before its line is out."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{prog}: error: {error}", file=sys.stderr, flush=True)
+    else:
+        time.sleep(10)
+    sys.exit(2)
+
+
+def looks_like_path(s: str) -> bool:
+    """A local path rather than a Hub id: ``./x``, ``/x``, ``~/x``, ``a/b/c`` (a Hub id has one slash), a file
+    suffix (``x.parquet``), or ``org/name`` whose ``org`` folder exists here (``runs/bilstm`` when ``runs/`` does)."""
+    seps = [c for c in (os.sep, os.altsep) if c]
+    if s.startswith((".", "~", *seps)) or sum(s.count(c) for c in seps) > 1 or (os.sep != "/" and os.sep in s):
+        return True
+    if _FILE_SUFFIX.search(s):
+        return True
+    return "/" in s and os.path.isdir(s.split("/")[0])
+
+
+def is_hub_repo_id(s: str) -> bool:
+    """``org/name`` as the Hub spells repository ids (and not a local-looking path)."""
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", s)) and not looks_like_path(s)
+
+
+def check_exists(path: str, what: str) -> str:
+    """``path`` with ``~`` expanded; ConfigError ``not found: PATH`` for a missing local path (never asks the Hub)."""
+    full = os.path.expanduser(path)
+    if looks_like_path(path) and not os.path.exists(full):
+        raise ConfigError(f"not found: {path} ({what})")
+    return full if looks_like_path(path) else path
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are a :class:`ConfigError` (one line, reported like the config errors), instead of
+    usage text printed by every rank."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (see --help)")
+
+
+@contextlib.contextmanager
+def library_progress_bars_off():
+    """The libraries' own bars (datasets' split generation and map, transformers' "Writing model shards" and
+    "Loading weights", Hub transfers) would print inside a script's one bar: off while it runs, restored after."""
+    from datasets.utils import are_progress_bars_disabled as datasets_off, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    ds_was_on, hf_was_on = not datasets_off(), hf_logging.is_progress_bar_enabled()
+    if ds_was_on:
+        disable_progress_bars()
+    hf_logging.disable_progress_bar()  # transformers' tqdm and huggingface_hub's
+    try:
+        yield
+    finally:
+        if ds_was_on:
+            enable_progress_bars()
+        if hf_was_on:
+            hf_logging.enable_progress_bar()
