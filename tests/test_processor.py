@@ -46,10 +46,11 @@ def text_tokenizer(request):
     return request.param, TOKENIZERS[request.param]
 
 
-@pytest.mark.parametrize("layout", ["raster", "grouped", "runs"])
-def test_call_expands_each_placeholder_and_round_trips(text_tokenizer, layout):
+@pytest.mark.parametrize("layout,scan", [("raster", "rows"), ("grouped", "rows"), ("runs", "rows"),
+                                         ("raster", "columns"), ("runs", "columns")])
+def test_call_expands_each_placeholder_and_round_trips(text_tokenizer, layout, scan):
     name, make = text_tokenizer
-    proc = PixelTextProcessor(make(), palette="nes55", layout=layout, max_side=32)
+    proc = PixelTextProcessor(make(), palette="nes55", layout=layout, max_side=32, scan=scan)
     imgs = [image(1), image(2, 5, 30, alpha=True), image(3, 20, 3)]
     texts = ["<image> reads: hello", "two <image> and <image> here"]
     batch = proc(text=texts, images=imgs, return_tensors="pt", padding=True)
@@ -69,7 +70,8 @@ def test_call_expands_each_placeholder_and_round_trips(text_tokenizer, layout):
         # pixel ids equal the PixelTokenizer's own encoding, mapped into the text vocabulary
         inner = ids[mask.bool()].numpy()
         inner = inner[(inner != proc.boi_token_id) & (inner != proc.eoi_token_id)]
-        expected = np.concatenate([q.encode_image(im, add_special_tokens=False) for im in row_imgs])
+        expected = np.concatenate([q.encode_image(im if scan == "rows" else np.ascontiguousarray(
+            np.asarray(q.quantize(im)).swapaxes(0, 1)), add_special_tokens=False) for im in row_imgs])
         assert np.array_equal(proc._to_pixel[inner], expected)
 
 
@@ -195,3 +197,24 @@ def test_resize_embeddings_for_pixels(init):
         assert d_near < d_far
         vecs = pixel_embedding_init(proc, 32)
         assert all(np.isfinite(v).all() for v in vecs.values())
+
+
+def test_reader_preparation_fits_height_and_greys_and_survives_save(tmp_path):
+    """image_height fits any image to one height (aspect kept, width capped at max_side); grayscale quantizes luma:
+    decode_images gives back exactly processor.quantize(image), also after a save/load."""
+    proc = PixelTextProcessor(ByT5Tokenizer(), palette="named128", layout="raster", max_side=40, scan="columns",
+                              image_height=12, grayscale=True)
+    imgs = [image(1, 30, 20), image(2, 10, 80), image(3, 12, 12, alpha=True)]
+    ids = proc(text="<image><image><image>", images=imgs, add_special_tokens=False)["input_ids"][0]
+    back = proc.decode_images(ids)
+    assert [im.size[1] for im in back] == [12, 12, 12] and max(im.size[0] for im in back) <= 40
+    for got, orig in zip(back, imgs):
+        a = np.asarray(got)
+        assert np.array_equal(a, np.asarray(proc.quantize(orig)))
+        assert (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()  # grey palette colours only
+    proc.save_pretrained(tmp_path / "p")
+    again = AutoProcessor.from_pretrained(tmp_path / "p")
+    assert (again.image_height, again.grayscale, again.scan) == (12, True, "columns")
+    assert again(text="<image><image><image>", images=imgs, add_special_tokens=False)["input_ids"][0] == ids
+    with pytest.raises(ValueError, match="image_height"):
+        PixelTextProcessor(ByT5Tokenizer(), max_side=40, image_height=41)

@@ -4,10 +4,12 @@
     >>> data = compress("photo.png")            # bytes of a .ptk file (default shipped model)
     >>> img = decompress(data)                   # PIL.Image, bit-exact
 
-Images are cut into ``tile_size`` tiles on a grid (edge tiles smaller, coded at their own size); each tile is an
-independent range-coder stream (grayscale images code one channel). When the coded payload would be larger than
-the raw pixels, the file stores them instead, so a ``.ptk`` file is never bigger than raw pixels + header. See
-``coder`` for the exact-arithmetic pipeline and ``format`` for the layout and limits.
+By default the whole image is one coding unit: the model's causal window crosses the whole image and the decoder
+runs one wavefront over it (``wavefront``). With ``tile_size=T`` the image is cut into independent ``T x T`` tiles
+(edge tiles smaller) instead, each its own range-coder stream (random access, lock-step parallel decode). The
+encoder sends one scale offset per 32 x 32 adaptation block and channel. Grayscale images code one channel. When the
+coded payload would be larger than the raw pixels, the file stores them instead, so a ``.ptk`` file is never bigger
+than raw pixels + header. See ``coder`` for the exact-arithmetic pipeline and ``format`` for the layout and limits.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import torch
 from PIL import Image
 
 from ..image_io import ImageInputError, open_image, to_rgb_exact
-from ..tiling import cut_tiles, join_tiles, tile_grid
-from . import coder, format as ptk_format
+from tqdm.auto import tqdm
+
+from ..tiling import join_tiles, tile_grid
+from . import coder, format as ptk_format, wavefront
 from .format import (
     MAX_IMAGE_PIXELS,
     MAX_TILE_SIZE,
@@ -82,21 +86,30 @@ def _mode_of(image) -> str:
     return "RGB"
 
 
-def compress(image, model=None, *, tile_size: int = 32, batch_size: int = 16, progress: bool = False,
-             return_stats: bool = False):
+def compress(image, model=None, *, tile_size: int | None = None, block_size: int = wavefront.ADAPT_BLOCK,
+             batch_size: int = 64, progress: bool = False, return_stats: bool = False):
     """Losslessly compress an image to ``.ptk`` bytes.
 
     ``image``: path, PIL image (RGB/L/1), ``(H, W, 3)``/``(H, W)`` uint8 array or tensor; images with alpha,
     16-bit or float pixels, or more than ``MAX_IMAGE_PIXELS`` pixels are refused (``ImageInputError``). ``model``:
-    ``None`` (shipped default), a checkpoint path, or a :class:`PixelContextCodecModel`. ``tile_size`` in
-    ``[1, MAX_TILE_SIZE]``. ``batch_size`` tiles go through one exact forward pass; the output does not depend on
-    it. Grayscale images code one channel; if the coded payload would be larger than the raw pixels, they are
-    stored. With ``return_stats`` returns ``(bytes, {"ideal_bits", "payload_bytes", "tiles", "payload",
-    "sub_pixels"})``, ``payload`` being ``"coded"`` or ``"stored"``, ``sub_pixels`` the values coded (H x W x bands).
+    ``None`` (shipped default), a checkpoint path, or a :class:`PixelContextCodecModel`. ``tile_size``: ``None``
+    (default) codes the whole image as one unit (context across the whole image); an int in ``[1, MAX_TILE_SIZE]``
+    codes independent tiles of that size. ``block_size`` (``16 .. 256``): the encoder sends one scale offset per
+    block and channel (in tiles: ``min(block_size, tile_size)``). ``batch_size``: tiles coded in lock-step; the
+    output does not depend on it. ``progress``: a bar in pixels/s on stderr. Grayscale images code one channel; if
+    the coded payload would be larger than the raw pixels, they are stored. With ``return_stats`` returns ``(bytes,
+    {"ideal_bits", "payload_bytes", "tiles", "layout", "payload", "sub_pixels"})``, ``tiles`` being the number of
+    coded units (1 for the whole image), ``payload`` ``"coded"`` or ``"stored"``, ``sub_pixels`` the values coded
+    (H x W x bands).
     """
-    if not isinstance(tile_size, (int, np.integer)) or not 1 <= tile_size <= MAX_TILE_SIZE:
-        raise ValueError(f"tile_size must be an int in [1, {MAX_TILE_SIZE}], got {tile_size!r}")
-    tile_size = int(tile_size)
+    if tile_size is not None and (not isinstance(tile_size, (int, np.integer)) or isinstance(tile_size, bool)
+                                  or not 1 <= tile_size <= MAX_TILE_SIZE):
+        raise ValueError(f"tile_size must be None (whole image) or an int in [1, {MAX_TILE_SIZE}], got {tile_size!r}")
+    if not isinstance(block_size, (int, np.integer)) or not ptk_format.MIN_BLOCK <= block_size <= MAX_TILE_SIZE:
+        raise ValueError(f"block_size must be an int in [{ptk_format.MIN_BLOCK}, {MAX_TILE_SIZE}], got {block_size!r}")
+    layout = "whole" if tile_size is None else "tiles"
+    tile_size = 0 if tile_size is None else int(tile_size)
+    block = int(block_size) if layout == "whole" else min(int(block_size), tile_size)
     _check_model_arg(model)
     source = None
     if isinstance(image, (str, os.PathLike)):  # decode the file once; errors still name it
@@ -108,24 +121,46 @@ def compress(image, model=None, *, tile_size: int = 32, batch_size: int = 16, pr
     mode = _mode_of(image)
     native = pixels[..., 0] if mode == "L" else pixels  # L arrives as R = G = B
     m = _resolve(model)
-    tiles, _ = cut_tiles(pixels, size=tile_size, border="keep")
-    with torch.inference_mode():
-        streams, ideal = coder.encode_tiles(m, [np.ascontiguousarray(t) for t in tiles], batch_size=batch_size,
-                                            progress=progress, channels=coder.coded_channels(mode))
     header = PtkHeader(
         width=pixels.shape[1], height=pixels.shape[0], mode=mode, tile_size=tile_size,
         token_order=coder.TOKEN_ORDER, quant_id=coder.QUANT_ID, freq_bits=coder.FREQ_BITS, prob_bits=coder.PROB_BITS,
         numerics_id=coder.NUMERICS_ID, coder_id=coder.CODER_ID, model_sha256=_identity(m), model_name=model_name(m),
-        pixels_crc32=ptk_format.image_crc32(mode, native))
+        pixels_crc32=ptk_format.image_crc32(mode, native), layout=layout, block_size=block)
+    rects = header.units()
+    streams, ideal = [None] * len(rects), [0.0] * len(rects)
+    channels = coder.coded_channels(mode)
+    bar = tqdm(total=pixels.shape[0] * pixels.shape[1], desc="compress", unit="px", unit_scale=True,
+               disable=not progress)
+    with torch.inference_mode():
+        for (h, w), idx in _group_units(rects, batch_size).items():
+            for chunk in idx:
+                units = np.stack([pixels[y:y + uh, x:x + uw] for y, x, uh, uw in (rects[i] for i in chunk)])
+                got, bits = wavefront.encode_units(m, units, block, channels=channels, bar=bar)
+                for i, s, b in zip(chunk, got, bits):
+                    streams[i], ideal[i] = s, b
+    bar.close()
     raw = np.ascontiguousarray(native).tobytes()
     coded, stored = ptk_format.write(header, streams), ptk_format.write(header, stored=raw)
     data = coded if len(coded) <= len(stored) else stored  # never more than raw pixels + header
     if return_stats:
         kind = "coded" if data is coded else "stored"
         payload = int(sum(len(s) for s in streams)) if kind == "coded" else len(raw)
-        return data, {"ideal_bits": float(sum(ideal)), "payload_bytes": payload, "tiles": len(tiles),
-                      "payload": kind, "sub_pixels": int(native.size)}
+        return data, {"ideal_bits": float(sum(ideal)), "payload_bytes": payload, "tiles": len(rects),
+                      "layout": layout, "payload": kind, "sub_pixels": int(native.size)}
     return data
+
+
+def _group_units(rects, batch_size: int) -> dict[tuple[int, int], list[list[int]]]:
+    """Units grouped by shape, each group cut into lock-step batches (at most ``batch_size`` units and
+    ``wavefront.DECODE_BATCH_PIXELS`` pixels)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (_, _, h, w) in enumerate(rects):
+        groups.setdefault((h, w), []).append(i)
+    out = {}
+    for (h, w), idx in groups.items():
+        per = max(1, min(batch_size, wavefront.DECODE_BATCH_PIXELS // (h * w)))
+        out[(h, w)] = [idx[s:s + per] for s in range(0, len(idx), per)]
+    return out
 
 
 def read_header(data) -> PtkHeader:
@@ -191,11 +226,13 @@ def _decode_coded(header: PtkHeader, streams: list[bytes], model, source: str, b
         raise PtkModelMismatchError(
             f"{source}: written with model {header.model_name!r} (weights sha256 {header.model_sha256[:16]}...), "
             f"but the given model {model_name(m)!r} has sha256 {sha[:16]}...; pass the encoder's model")
+    channels = coder.coded_channels(header.mode, header.coder_id)
+    if header.version >= 3:
+        return _decode_units(header, streams, m, source, batch_size, progress, channels)
     ts = header.tile_size
     rows, cols = tile_grid(header.height, header.width, ts)
     shapes = [(min(ts, header.height - r * ts), min(ts, header.width - c * ts))
               for r in range(rows) for c in range(cols)]
-    channels = coder.coded_channels(header.mode, header.coder_id)
     try:
         with torch.inference_mode():
             tiles = coder.decode_tiles(m, streams, shapes, batch_size=batch_size, progress=progress, channels=channels)
@@ -204,4 +241,29 @@ def _decode_coded(header: PtkHeader, streams: list[bytes], model, source: str, b
             raise
         raise PtkChecksumError(f"{source}: tile streams could not be decoded ({type(e).__name__}: {e})") from e
     pixels = join_tiles(tiles, header.height, header.width, ts)
+    return pixels[..., 0] if channels == 1 else pixels
+
+
+def _decode_units(header: PtkHeader, streams: list[bytes], m, source: str, batch_size: int, progress: bool,
+                  channels: int) -> np.ndarray:
+    """Version 3: decode the units (whole image or tiles) along their wavefronts."""
+    rects = header.units()
+    pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
+    bar = tqdm(total=header.height * header.width, desc="decompress", unit="px", unit_scale=True,
+               disable=not progress)
+    try:
+        with torch.inference_mode():
+            for (h, w), idx in _group_units(rects, batch_size).items():
+                for chunk in idx:
+                    out = wavefront.decode_units(m, [streams[i] for i in chunk], h, w, header.block,
+                                                 channels=channels, bar=bar)
+                    for j, i in enumerate(chunk):
+                        y, x = rects[i][:2]
+                        pixels[y:y + h, x:x + w] = out[j]
+    except BaseException as e:  # a corrupted stream that slipped past the file CRC (a crafted file)
+        if not _decoder_failure(e):
+            raise
+        raise PtkChecksumError(f"{source}: unit streams could not be decoded ({type(e).__name__}: {e})") from e
+    finally:
+        bar.close()
     return pixels[..., 0] if channels == 1 else pixels

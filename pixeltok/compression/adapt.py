@@ -48,11 +48,11 @@ def choose_scale_offsets(params: np.ndarray, symbols: np.ndarray, min_log_scale:
     """
     from .model import discretized_logistic_mixture_nll, pixels_to_unit
 
-    p = torch.from_numpy(params)
-    x = pixels_to_unit(torch.from_numpy(symbols).to(torch.float64))
+    p = torch.from_numpy(params)  # float32 params are costed in float32 (the choice only needs to be good)
+    x = pixels_to_unit(torch.from_numpy(symbols).to(torch.float64)).to(p.dtype)
 
     def cost(idx: np.ndarray) -> torch.Tensor:  # idx (B, C) offset indices -> (B, C) bits per tile and channel
-        d = torch.from_numpy(scale_offsets(idx))[:, None, :, None]  # broadcast over positions and components
+        d = torch.from_numpy(scale_offsets(idx)).to(p.dtype)[:, None, :, None]  # over positions and components
         log_s = (p[..., 2, :] + d).clamp_min(min_log_scale)
         return discretized_logistic_mixture_nll(x, p[..., 0, :], p[..., 1, :], log_s).sum(dim=1) / math.log(2.0)
 

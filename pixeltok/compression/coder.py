@@ -1,4 +1,7 @@
-"""Entropy coding of 32x32 (or smaller edge) tiles with constriction's range coder, bit-exactly reproducible.
+"""Entropy coding with constriction's range coder, bit-exactly reproducible: the integer tables (all versions) and
+the tile coder of ``.ptk`` versions 1-2 (``encode_tiles``/``decode_tiles``; version 3 codes whole images or tiles
+with ``pixeltok.compression.wavefront``, whose tile streams with one adaptation block per tile are these, byte
+for byte).
 
 Pipeline for every sub-pixel (what the ``.ptk`` header pins with ``numerics``/``quantization``/``coder`` ids):
 
@@ -63,6 +66,8 @@ than a table step and gets the chord's slope). That costs nothing measurable: KL
 tables) equals that of the 2**-24 grid itself (7.49e-6 bits/sub-pixel on real params), and on 122880 sub-pixels
 of scikit-image photos the ideal code length is within 1e-7 (relative) of QUANT_ID 1's. Vectorised over rows
 (chunks of 128 rows x 255 edges, one pass per mixture component), it is ~1.5-2x faster than the float64 path.
+With numba installed, ``mixture_freqs`` runs the same integer procedure as one compiled pass per row
+(``_fast_tables``: saturated edges skipped exactly), ~6x faster on one core; tests check it against the numpy path.
 
 Shapes: tiles are ``(h, w, 3)`` uint8 with ``1 <= h, w <= tile_size`` (for ``channels=1``, R = G = B).
 """
@@ -71,6 +76,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from collections import defaultdict
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
@@ -78,7 +84,7 @@ import constriction
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from . import adapt as adapt_mod
+from . import _fast_tables, adapt as adapt_mod
 from .format import min_stream_bytes
 
 FREQ_BITS = 24
@@ -197,13 +203,25 @@ def tables_sha256(tabs: dict[str, np.ndarray] | None = None) -> str:
     return h.hexdigest()
 
 
-def mixture_freqs(params: np.ndarray, chunk: int = 128) -> np.ndarray:
+def mixture_freqs(params: np.ndarray, chunk: int = 128, fast: bool | None = None) -> np.ndarray:
     """``(N, 3, K)`` (logit_pi, mu, log_s) float64 -> ``(N, 256)`` int64 frequency tables (QUANT_ID 2).
 
     Every entry >= 1, every row sums to exactly ``2**FREQ_BITS``; a pure integer function of ``params`` rounded to
     the 2**-14 grid (see the module docstring for the procedure), independent of the other rows and of ``chunk``.
+    ``fast`` (default: when numba is installed) runs the edge loop as one compiled kernel (``_fast_tables``, same
+    integers); ``False`` is the numpy reference.
     """
-    return cdf_to_freqs(mixture_cdf(params, chunk))
+    if fast is None:
+        fast = _fast_tables.AVAILABLE
+    if not fast:
+        return cdf_to_freqs(mixture_cdf(params, chunk))
+    tb = _integer_tables()
+    params = np.asarray(params, dtype=np.float64)
+    if params.ndim != 3 or params.shape[1] != 3 or params.shape[2] < 1 or not np.isfinite(params).all():
+        a0, b0, wn = _edge_terms(params)  # raises the reference's error
+    a0, b0, wn = _fast_tables.edge_terms(params, tb, sys.modules[__name__])
+    return _fast_tables.freqs(a0, b0, wn, tb["dsig"], tb["qsig"], T_BITS - SIG_STEP_BITS,
+                              PROB_BITS + WEIGHT_BITS - CDF_BITS, CDF_BITS, FREQ_BITS)
 
 
 def cdf_to_freqs(cdf: np.ndarray) -> np.ndarray:
@@ -222,33 +240,11 @@ def mixture_cdf(params: np.ndarray, chunk: int = 128) -> np.ndarray:
     Rows are processed ``chunk`` at a time (128 rows x 255 edges x int64 stays in cache); the result does not
     depend on it.
     """
-    params = np.asarray(params, dtype=np.float64)
-    if params.ndim != 3 or params.shape[1] != 3 or params.shape[2] < 1:
-        raise ValueError(f"mixture_cdf: params must be (N, 3, K) (logit_pi, mu, log_s) with K >= 1, "
-                         f"got shape {params.shape}")
-    if not np.isfinite(params).all():
-        raise ValueError("mixture_cdf: params contain NaN or inf (the model's exact path never gives them)")
     if chunk < 1:
         raise ValueError(f"mixture_cdf: chunk must be >= 1, got {chunk}")
+    a0, b0, wn = _edge_terms(params)
+    n_rows, K = a0.shape
     tb = _integer_tables()
-    n_rows, K = params.shape[0], params.shape[2]
-    with np.errstate(over="ignore"):  # |params| near the float max: clipped just below
-        q = np.rint(np.clip(params * float(1 << PARAM_FRAC_BITS), -2.0 ** 40, 2.0 ** 40)).astype(np.int64)
-    lq = q[:, 0]
-    mq = np.clip(q[:, 1], -(1 << MU_LIMIT_BITS), 1 << MU_LIMIT_BITS)
-    one_q = 1 << PARAM_FRAC_BITS
-    u = np.clip(q[:, 2], LOG_S_RANGE[0] * one_q, LOG_S_RANGE[1] * one_q) - LOG_S_RANGE[0] * one_q
-    inv = (tb["inv_hi"][u >> 7] * tb["exp_lo"][u & 127]) >> _LO_BITS  # exp(-log_s), Q27, <= 2**37.1
-    d = np.minimum(lq.max(axis=1, keepdims=True) - lq, LOGIT_RANGE * one_q)
-    w = (tb["w_hi"][d >> 7] * tb["exp_lo"][d & 127]) >> _LO_BITS  # exp(logit - max), Q30
-    wn = (w << WEIGHT_BITS) // w.sum(axis=1, keepdims=True)
-    rows = np.arange(n_rows)
-    wn[rows, np.argmax(wn, axis=1)] += (1 << WEIGHT_BITS) - wn.sum(axis=1)
-    shift = PARAM_FRAC_BITS + _INV_BITS - T_BITS
-    edge1 = 128 - one_q  # edge between levels 0 and 1, Q14; consecutive edges are 128 apart
-    a0 = (((edge1 - mq) * inv) >> shift) + (SIG_RANGE << T_BITS)  # t of edge 1 (< 2**61.2 before the shift),
-    # offset so that t >> fb is the SIG index
-    b0 = (128 * inv) >> shift  # t step per edge
     fb = T_BITS - SIG_STEP_BITS
     dsig, qsig = tb["dsig"], tb["qsig"]
     j = np.arange(255, dtype=np.int64)
@@ -276,6 +272,37 @@ def mixture_cdf(params: np.ndarray, chunk: int = 128) -> np.ndarray:
         acc >>= PROB_BITS + WEIGHT_BITS - CDF_BITS
         cdf[s:s + n, 1:256] = acc
     return cdf
+
+
+def _edge_terms(params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row and component: the sigmoid argument at edge 1 (``A``, offset by ``SIG_RANGE``), its step per edge
+    (``B > 0``) and the normalised weight ``W`` (Q32), all int64 ``(N, K)`` -- the first part of QUANT_ID 2."""
+    params = np.asarray(params, dtype=np.float64)
+    if params.ndim != 3 or params.shape[1] != 3 or params.shape[2] < 1:
+        raise ValueError(f"mixture_cdf: params must be (N, 3, K) (logit_pi, mu, log_s) with K >= 1, "
+                         f"got shape {params.shape}")
+    if not np.isfinite(params).all():
+        raise ValueError("mixture_cdf: params contain NaN or inf (the model's exact path never gives them)")
+    tb = _integer_tables()
+    n_rows, K = params.shape[0], params.shape[2]
+    with np.errstate(over="ignore"):  # |params| near the float max: clipped just below
+        q = np.rint(np.clip(params * float(1 << PARAM_FRAC_BITS), -2.0 ** 40, 2.0 ** 40)).astype(np.int64)
+    lq = q[:, 0]
+    mq = np.clip(q[:, 1], -(1 << MU_LIMIT_BITS), 1 << MU_LIMIT_BITS)
+    one_q = 1 << PARAM_FRAC_BITS
+    u = np.clip(q[:, 2], LOG_S_RANGE[0] * one_q, LOG_S_RANGE[1] * one_q) - LOG_S_RANGE[0] * one_q
+    inv = (tb["inv_hi"][u >> 7] * tb["exp_lo"][u & 127]) >> _LO_BITS  # exp(-log_s), Q27, <= 2**37.1
+    d = np.minimum(lq.max(axis=1, keepdims=True) - lq, LOGIT_RANGE * one_q)
+    w = (tb["w_hi"][d >> 7] * tb["exp_lo"][d & 127]) >> _LO_BITS  # exp(logit - max), Q30
+    wn = (w << WEIGHT_BITS) // w.sum(axis=1, keepdims=True)
+    rows = np.arange(n_rows)
+    wn[rows, np.argmax(wn, axis=1)] += (1 << WEIGHT_BITS) - wn.sum(axis=1)
+    shift = PARAM_FRAC_BITS + _INV_BITS - T_BITS
+    edge1 = 128 - one_q  # edge between levels 0 and 1, Q14; consecutive edges are 128 apart
+    a0 = (((edge1 - mq) * inv) >> shift) + (SIG_RANGE << T_BITS)  # t of edge 1 (< 2**61.2 before the shift),
+    # offset so that t >> fb is the SIG index
+    b0 = (128 * inv) >> shift  # t step per edge (inv >= exp(-8) * 2**27, so b0 >= 43 > 0)
+    return a0, b0, wn
 
 
 def quantize_probs(p: np.ndarray, freq_bits: int = FREQ_BITS, prob_bits: int = PROB_BITS) -> np.ndarray:

@@ -1,15 +1,15 @@
-"""The ``.ptk`` container (version 2; version 1 files are still read). All integers little-endian.
+"""The ``.ptk`` container (version 3; versions 1 and 2 are still read). All integers little-endian.
 
 ====== ======================== ==================================================================
 offset size                     field
 ====== ======================== ==================================================================
 0      8                        magic ``b"\\x89PTK\\r\\n\\x1a\\n"``
-8      1                        format version (2; 1 = the previous layout, below)
+8      1                        format version (3; 2 and 1 = the previous layouts, below)
 9      1                        mode of the original image: 1 = RGB, 2 = L
 10     4                        width (u32, >= 1)
 14     4                        height (u32, >= 1; ``width * height <= MAX_IMAGE_PIXELS``)
 18     2                        tile size (u16, ``1 .. MAX_TILE_SIZE``; tiles are cut on a grid, edge tiles smaller:
-                                ``cut_tiles(border="keep")``)
+                                ``cut_tiles(border="keep")``); 0 with layout "whole" (version 3)
 20     1                        token order id (1 = wavefront, coded channels interleaved; see ``coder``)
 21     1                        quantization procedure id (2 = integer tables, ``coder.mixture_freqs``; 1 = retired float64)
 22     1                        FREQ_BITS (frequencies sum to ``2**FREQ_BITS``)
@@ -23,6 +23,12 @@ offset size                     field
                                 the pixels in the image's own layout, ``(H, W)`` for L, ``(H, W, 3)`` for RGB, so a
                                 changed mode or size cannot pass with the pixels of another image
 ..     1                        payload kind: 1 = coded, 2 = stored
+..     1                        (version 3) layout: 1 = independent tiles (one unit per tile), 2 = whole image (one
+                                unit: the causal context crosses the whole image; tile size field 0)
+..     2                        (version 3) adaptation block size (u16): each unit's stream starts with one scale
+                                offset per ``block x block`` block (raster order) and coded channel. ``16 .. 256``
+                                (``1 .. 256`` but at least ``min(16, tile size)`` for tiles); versions 1-2: one per
+                                tile, i.e. the tile size
 coded: varint x n_tiles         per-tile stream lengths in bytes (LEB128), raster order: multiples of 4, at least
                                 :func:`min_stream_bytes` of the tile (coder id 3 pads with zero words; 4 for id 2)
        sum(lengths)             the tile streams, concatenated
@@ -31,7 +37,8 @@ stored: H * W * channels        the raw pixels, same layout as the CRC (what ``c
 end-4  4                        CRC32 of every byte before it
 ====== ======================== ==================================================================
 
-Version 1 differs in three places: no payload-kind byte (always coded), the CRC field covers only the
+Version 2 is version 3 without the layout and block fields (always tiles, one offset per tile and channel).
+Version 1 differs from 2 in three places: no payload-kind byte (always coded), the CRC field covers only the
 ``(H, W, 3)`` pixels (L stored as R=G=B), and L images were coded as three channels (coder id 2).
 
 :func:`parse` is strict: any inconsistency raises a :class:`PtkFormatError` subclass naming the field, and every
@@ -47,8 +54,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 MAGIC = b"\x89PTK\r\n\x1a\n"
-VERSION = 2
-READ_VERSIONS = (1, 2)
+VERSION = 3
+READ_VERSIONS = (1, 2, 3)
+LAYOUTS = {"tiles": 1, "whole": 2}
+LAYOUT_NAMES = {v: k for k, v in LAYOUTS.items()}
+MIN_BLOCK = 16  # smallest adaptation block of a version-3 file (bounds the offsets decoded per byte)
 MODES = {"RGB": 1, "L": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
 CHANNELS = {"RGB": 3, "L": 1}
@@ -114,6 +124,38 @@ class PtkHeader:
     tile_lengths: list[int] = field(default_factory=list)  # empty for a stored payload
     payload: str = "coded"  # "coded" (tile streams) or "stored" (raw pixels)
     version: int = VERSION
+    layout: str = "tiles"  # "tiles" (tile_size units) or "whole" (one unit, tile_size 0); versions 1-2: tiles
+    block_size: int = 0  # adaptation block; 0 = the tile size (versions 1-2)
+
+    def units(self) -> list[tuple[int, int, int, int]]:
+        """The coded units as ``(y, x, h, w)`` in stream order (raster order of tiles, or the whole image)."""
+        return unit_rects(self.height, self.width, self.layout, self.tile_size)
+
+    @property
+    def block(self) -> int:
+        """The adaptation block size in effect (versions 1-2: the tile size)."""
+        return self.block_size or self.tile_size
+
+
+def unit_rects(height: int, width: int, layout: str, tile_size: int) -> list[tuple[int, int, int, int]]:
+    if layout == "whole":
+        return [(0, 0, height, width)]
+    rows, cols = -(-height // tile_size), -(-width // tile_size)
+    return [(r * tile_size, c * tile_size, min(tile_size, height - r * tile_size), min(tile_size, width - c * tile_size))
+            for r in range(rows) for c in range(cols)]
+
+
+def check_block(layout: str, tile_size: int, block: int) -> str | None:
+    """Why a version-3 (layout, tile size, block) is invalid, or None."""
+    if layout == "whole":
+        if tile_size != 0:
+            return f"layout whole needs tile size 0, got {tile_size}"
+        lo = MIN_BLOCK
+    else:
+        lo = min(MIN_BLOCK, tile_size)
+    if not lo <= block <= MAX_TILE_SIZE:
+        return f"adaptation block {block} outside [{lo}, {MAX_TILE_SIZE}]"
+    return None
 
 
 def _varint(n: int) -> bytes:
@@ -132,9 +174,12 @@ def min_stream_bytes(h: int, w: int, coder_id: int) -> int:
 
 
 def write(header: PtkHeader, streams: Sequence[bytes] = (), *, stored: bytes | None = None) -> bytes:
-    """Serialise a version-2 file: the tile ``streams`` (coded payload), or with ``stored`` the raw pixels
+    """Serialise a version-3 file: the unit ``streams`` (coded payload), or with ``stored`` the raw pixels
     (``(H, W)`` / ``(H, W, 3)`` uint8 C-order bytes). ``header``'s ``tile_lengths``, ``payload`` and ``version``
     are ignored (they follow from the arguments)."""
+    why = check_block(header.layout, header.tile_size, header.block)
+    if why:
+        raise ValueError(why)
     name = header.model_name.encode()[:255]
     body = bytearray(_FIXED.pack(
         MAGIC, VERSION, MODES[header.mode], header.width, header.height, header.tile_size,
@@ -142,6 +187,7 @@ def write(header: PtkHeader, streams: Sequence[bytes] = (), *, stored: bytes | N
         header.numerics_id, header.coder_id, bytes.fromhex(header.model_sha256)))
     body += bytes([len(name)]) + name + struct.pack("<I", header.pixels_crc32)
     body.append(PAYLOADS["coded" if stored is None else "stored"])
+    body += struct.pack("<BH", LAYOUTS[header.layout], header.block)
     if stored is None:
         for s in streams:
             body += _varint(len(s))
@@ -204,7 +250,15 @@ def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
     if version >= 2:
         kind = data[pos]
         pos += 1
-    if width < 1 or height < 1 or tile < 1:
+    layout, block = LAYOUTS["tiles"], tile
+    if version >= 3:
+        if pos + 3 > len(data):
+            raise PtkTruncatedError(f"{source}: truncated in the layout field")
+        layout, block = struct.unpack_from("<BH", data, pos)
+        pos += 3
+        if layout not in LAYOUT_NAMES:
+            raise PtkChecksumError(f"{source}: corrupted header: unknown layout id {layout}")
+    if width < 1 or height < 1 or (tile < 1 and not (version >= 3 and LAYOUT_NAMES[layout] == "whole")):
         raise PtkChecksumError(f"{source}: corrupted header: width={width} height={height} tile_size={tile}")
     if mode not in MODE_NAMES:
         raise PtkChecksumError(f"{source}: corrupted header: unknown mode id {mode}")
@@ -220,11 +274,17 @@ def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
         raise PtkLimitError(f"{source}: declares tile size {tile}, above the limit of {MAX_TILE_SIZE} "
                             "(corrupted, or not written by pixeltok)")
     mode_name = MODE_NAMES[mode]
+    layout_name = LAYOUT_NAMES[layout]
+    if version >= 3:
+        why = check_block(layout_name, tile, block)
+        if why:
+            raise PtkChecksumError(f"{source}: corrupted header: {why}")
     lengths: list[int] = []
     if PAYLOAD_NAMES[kind] == "stored":
         end = pos + width * height * CHANNELS[mode_name]
     else:
-        rows, cols = tile_grid(height, width, tile)
+        rects = unit_rects(height, width, layout_name, tile) if layout_name == "whole" else None
+        rows, cols = (1, 1) if rects else tile_grid(height, width, tile)
         n_tiles = rows * cols
         if n_tiles * 5 > len(data) - pos:  # every tile needs a length byte and at least one 4-byte word
             raise PtkTruncatedError(f"{source}: truncated or corrupted: {width}x{height} in tiles of {tile} needs "
@@ -243,7 +303,7 @@ def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
                 if shift > 35:
                     raise PtkChecksumError(f"{source}: corrupted tile length of tile {t}")
             r, c = divmod(t, cols)
-            th, tw = min(tile, height - r * tile), min(tile, width - c * tile)
+            th, tw = (height, width) if rects else (min(tile, height - r * tile), min(tile, width - c * tile))
             if n % 4 or n < min_stream_bytes(th, tw, coder):  # whole 32-bit words, enough for the tile's pixels
                 raise PtkChecksumError(f"{source}: corrupted tile length of tile {t}: {n} bytes (a {th}x{tw} tile "
                                        f"stream is a multiple of 4 bytes, at least {min_stream_bytes(th, tw, coder)})")
@@ -267,7 +327,8 @@ def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
     header = PtkHeader(width=width, height=height, mode=mode_name, tile_size=tile, token_order=inv_order[order],
                        quant_id=quant, freq_bits=fbits, prob_bits=pbits, numerics_id=numerics, coder_id=coder,
                        model_sha256=sha.hex(), model_name=name, pixels_crc32=pix_crc, tile_lengths=lengths,
-                       payload=PAYLOAD_NAMES[kind], version=version)
+                       payload=PAYLOAD_NAMES[kind], version=version, layout=layout_name,
+                       block_size=block if version >= 3 else 0)
     return header, streams
 
 

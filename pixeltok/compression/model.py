@@ -272,16 +272,25 @@ class PixelContextCodecModel(PixelContextCodecPreTrainedModel):
         wq_t, inv_scale, bq = qw
         z = a @ wq_t  # integers < 2**53: exact whatever the summation order
         lim = 2.0 ** self.config.exact_clamp_bits
-        return (torch.floor(z * inv_scale) + bq).clamp(-lim, lim)
+        # in place, same operations in the same order as floor(z * inv_scale) + bq, clamped (one buffer, not four)
+        return z.mul_(inv_scale).floor_().add_(bq).clamp_(-lim, lim)
 
     def exact_trunk(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``feats`` ``(N, F)`` unit-scale (exact multiples of 2**-8) -> (integer features, integer trunk state), scale 2**frac."""
-        ew = self._exact_weights()
         a = torch.round(feats.to(torch.float64) * 2.0 ** self.config.exact_frac_bits)
-        h = F.relu(self._exact_linear(a, ew["input_proj"]))
+        return a, self.exact_trunk_int(a)
+
+    def exact_trunk_int(self, a: torch.Tensor) -> torch.Tensor:
+        """Integer features ``a`` ``(N, F)`` float64 (already on the 2**-frac grid: ``(2v - 255) * 64`` and
+        ``2**14`` for an in-image flag) -> integer trunk state ``(N, hidden)``. Row blocks of 2048 keep the
+        activations in cache; every row is computed independently, so the result does not depend on it."""
+        ew = self._exact_weights()
+        if a.shape[0] > 2048:
+            return torch.cat([self.exact_trunk_int(a[s:s + 2048]) for s in range(0, a.shape[0], 2048)])
+        h = self._exact_linear(a, ew["input_proj"]).relu_()
         for qb in ew["blocks"]:
-            h = h + F.relu(self._exact_linear(h, qb))
-        return a, h
+            h += self._exact_linear(h, qb).relu_()
+        return h
 
     def exact_head(self, c: int, a_int: torch.Tensor, h_int: torch.Tensor, prev_levels: torch.Tensor) -> np.ndarray:
         """Exact mixture params ``(N, 3, K)`` float64 for sub-pixel ``c``; ``prev_levels`` ``(N, >=c)`` levels."""

@@ -25,6 +25,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..image_io import composite_on  # noqa: F401  (the data builders' shared import point)
+
 logger = logging.getLogger("pixeltok.data")
 
 IMAGE_EXTENSIONS = (".png", ".gif", ".bmp", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm")
@@ -338,16 +340,6 @@ def box_downscale(img: np.ndarray, factor: int) -> np.ndarray:
     boxes = img[:h * factor, :w * factor].reshape(h, factor, w, factor, -1).astype(np.uint32)
     s = boxes.sum(axis=(1, 3))
     return ((2 * s + factor * factor) // (2 * factor * factor)).astype(np.uint8)
-
-
-def composite_on(rgba: np.ndarray, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """``(H, W, 4)`` uint8 RGBA -> ``(H, W, 3)`` uint8, alpha-blended over a solid ``background`` (exact integers)."""
-    a = rgba[..., 3:4].astype(np.uint32)
-    if (a == 255).all():
-        return np.ascontiguousarray(rgba[..., :3])
-    bg = np.asarray(background, dtype=np.uint32)
-    out = (rgba[..., :3].astype(np.uint32) * a + bg * (255 - a) + 127) // 255
-    return out.astype(np.uint8)
 
 
 _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"',

@@ -47,7 +47,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import io
 import json
 import keyword
 import os
@@ -63,8 +62,8 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ..image_io import ImageInputError, to_rgba
-from ._common import DataSourceError, composite_on, logger, pixeltok_cache_dir, run_builder, split_assignment
+from ..image_io import ImageInputError, prepare_reader_image  # noqa: F401  (prepare_reader_image: re-exported)
+from ._common import DataSourceError, logger, pixeltok_cache_dir, run_builder, split_assignment
 from .wesnoth import extract_deb
 
 __all__ = ["load_text_images", "prepare_reader_image", "render_text_image", "sample_row", "make_pools", "TextImages",
@@ -855,71 +854,3 @@ def render_text_images_card(dataset=None, *, license: str = "other", source: str
 
 
 # -- any image -> the reader's input ---------------------------------------------------------------------------------
-MAX_INPUT_SIDE = 1 << 15
-
-
-def prepare_reader_image(image, height: int = 16, *, max_width: int = MAX_WIDTH,
-                         background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Any image -> an RGB PIL image ``height`` px tall and at most ``max_width`` (96) px wide, for the reader.
-
-    ``image``: a PIL image (any mode), a numpy array, a torch tensor, a file path, encoded bytes, or a
-    ``datasets`` image dict (``{"bytes": ..., "path": ...}``). Transparency is composited over ``background``. The
-    image is resized (Lanczos) to ``height`` keeping its aspect ratio; a wider result is scaled to ``max_width``
-    instead and padded to ``height`` with the colour of its border (median of the edge pixels), centred.
-
-    Raises :class:`ImageInputError` for what is not an image, an empty (0-pixel) image, a side over 32768 px or more
-    pixels than ``PIL.Image.MAX_IMAGE_PIXELS``, and aspect ratios the output cannot hold (narrower than 1 px at
-    ``height``, or shorter than ``min(4, height)`` px at ``max_width``). ``ValueError`` for a bad ``height`` /
-    ``max_width`` (ints in 4..128 and 1..4096).
-    """
-    if not _is_count(height) or not 4 <= height <= 128:
-        raise ValueError(f"height must be an int in 4..128 (the task uses {HEIGHT_RANGE[0]}..{HEIGHT_RANGE[1]}), got {height!r}")
-    if not _is_count(max_width) or not 1 <= max_width <= 4096:
-        raise ValueError(f"max_width must be an int in 1..4096, got {max_width!r}")
-    if isinstance(image, dict):
-        if image.get("bytes") is not None:
-            image = image["bytes"]
-        elif image.get("path"):
-            image = image["path"]
-        else:
-            raise ImageInputError("image dict has neither 'bytes' nor 'path'")
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        if not len(image):
-            raise ImageInputError("empty bytes: not an image")
-        try:
-            image = Image.open(io.BytesIO(bytes(image)))
-        except Exception as e:  # noqa: BLE001 - UnidentifiedImageError and format plugin errors
-            raise ImageInputError(f"bytes are not a readable image ({type(e).__name__}: {e})") from None
-    if isinstance(image, Image.Image):
-        w, h = image.size
-        if w * h > (Image.MAX_IMAGE_PIXELS or 1 << 62) or max(w, h) > MAX_INPUT_SIDE:
-            raise ImageInputError(f"image is {w}x{h}: absurdly large for a reader image (limit {MAX_INPUT_SIDE} px a side, "
-                                  f"{Image.MAX_IMAGE_PIXELS} pixels)")
-    elif isinstance(image, np.ndarray) and image.ndim >= 2 and max(image.shape[:2]) > MAX_INPUT_SIDE:
-        raise ImageInputError(f"array is {image.shape[1]}x{image.shape[0]}: absurdly large for a reader image "
-                              f"(limit {MAX_INPUT_SIDE} px a side)")
-    rgba = to_rgba(image)  # ImageInputError for non-images, empty images, bad dtypes/shapes
-    h, w = rgba.shape[:2]
-    if max(w, h) > MAX_INPUT_SIDE or w * h > (Image.MAX_IMAGE_PIXELS or 1 << 62):
-        raise ImageInputError(f"image is {w}x{h}: absurdly large for a reader image (limit {MAX_INPUT_SIDE} px a side)")
-    rgb = composite_on(rgba, tuple(int(v) for v in background))
-    new_w = w * height / h
-    if new_w < 1:
-        raise ImageInputError(f"image is {w}x{h}: at height {height} it would be {new_w:.2f} px wide (aspect ratio "
-                              f"1:{h / w:.0f}); crop it to the word first")
-    im = Image.fromarray(rgb)
-    if round(new_w) <= max_width:
-        size = (max(1, round(new_w)), height)
-        return im if im.size == size else im.resize(size, Image.Resampling.LANCZOS)
-    content_h = h * max_width / w
-    if content_h < min(4, height):
-        raise ImageInputError(f"image is {w}x{h}: fitted to {max_width} px wide it would be {content_h:.1f} px tall "
-                              f"(aspect ratio {w / h:.0f}:1); crop it to the word first")
-    ch = max(1, min(height, round(content_h)))
-    small = im.resize((max_width, ch), Image.Resampling.LANCZOS)
-    a = np.asarray(small)
-    edge = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    fill = tuple(int(v) for v in np.median(edge, axis=0))
-    out = Image.new("RGB", (max_width, height), fill)
-    out.paste(small, (0, (height - ch) // 2))
-    return out

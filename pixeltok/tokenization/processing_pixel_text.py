@@ -24,9 +24,10 @@ import math
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 from transformers import AddedToken, BatchFeature, ProcessorMixin
 
-from .image_io import ImageInput, ImageInputError
+from .image_io import ImageInput, ImageInputError, prepare_reader_image, to_rgba
 from .palettes import Palette, rgb_to_lab
 from .pixel_codec import LAYOUTS, TokenFormatError, as_id_array, pad_rows
 from .tokenization_pixel import PixelTokenizer
@@ -55,18 +56,31 @@ class PixelTextProcessor(ProcessorMixin):
         layout: ``"raster"`` | ``"grouped"`` | ``"runs"``.
         max_side: largest width/height an image may have (larger ones raise unless ``resize``).
         resize: ``None`` (refuse larger images) or ``"nearest"`` | ``"box"`` | ``"lanczos"``.
+        scan: ``"rows"`` (the PixelTokenizer's order) or ``"columns"``: the image is written transposed, column by
+            column from the left, so a sequence model meets a line of text in reading order, and with a fixed image
+            height every pixel's left neighbour lies the same number of tokens back.
+        image_height: when set, every image is first fitted to this height (aspect kept, at most ``max_side`` wide,
+            :func:`~pixeltok.image_io.prepare_reader_image`), as a reader of one line of text wants.
+        grayscale: quantize the luma instead of the colour (text read from coloured backgrounds: the contrast that
+            matters survives a small palette of greys).
     """
 
     tokenizer_class = "AutoTokenizer"
     model_input_names = ["input_ids", "attention_mask"]
 
     def __init__(self, tokenizer=None, palette: str | dict | Palette = "named128", layout: str = "raster",
-                 max_side: int = 96, resize: str | None = None, image_token: str = "<image>",
-                 boi_token: str = "<boi>", eoi_token: str = "<eoi>", **kwargs):
+                 max_side: int = 96, resize: str | None = None, scan: str = "rows", image_height: int | None = None,
+                 grayscale: bool = False, image_token: str = "<image>", boi_token: str = "<boi>",
+                 eoi_token: str = "<eoi>", **kwargs):
         if tokenizer is None:
             raise ValueError("PixelTextProcessor needs a text tokenizer (e.g. transformers.ByT5Tokenizer())")
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+        if scan not in ("rows", "columns"):
+            raise ValueError(f"unknown scan {scan!r}; choose 'rows' or 'columns'")
+        if image_height is not None and not (isinstance(image_height, int) and 4 <= image_height <= min(128, max_side)):
+            raise ValueError(f"image_height must be None or an int in 4..{min(128, max_side)}, got {image_height!r}")
+        self.scan, self.image_height, self.grayscale = scan, image_height, bool(grayscale)
         self._pixels = PixelTokenizer(palette=palette, layout=layout, max_side=max_side, resize=resize)
         self.palette = self._pixels.palette  # a name, or a learned palette's dict (what processor_config.json keeps)
         self.layout, self.max_side, self.resize = layout, int(max_side), resize
@@ -100,8 +114,26 @@ class PixelTextProcessor(ProcessorMixin):
 
     def image_ids(self, image: ImageInput) -> np.ndarray:
         """One image -> its pixel-token ids in the text tokenizer's vocabulary (without ``<boi>``/``<eoi>``)."""
-        idx = self._pixels.quantize_indices(image)
+        idx = self._pixels.quantize_indices(self.prepare(image))
+        if self.scan == "columns":
+            idx = np.ascontiguousarray(idx.T)
         return self._to_text[self._pixels._pixel_vocab.encode(idx, self.layout)]
+
+    def prepare(self, image: ImageInput) -> ImageInput:
+        """The image as the processor tokenizes it (before quantization): fitted to ``image_height`` and grey when
+        those are set, else unchanged."""
+        if self.image_height is not None:
+            image = prepare_reader_image(image, self.image_height, max_width=self.max_side)
+        if self.grayscale:
+            image = (image if isinstance(image, Image.Image) else Image.fromarray(to_rgba(image), "RGBA"))
+            image = image.convert("RGBA")
+            grey = np.asarray(image.convert("L"))
+            image = np.dstack([grey, grey, grey, np.asarray(image)[..., 3]])
+        return image
+
+    def quantize(self, image: ImageInput):
+        """What :meth:`decode_images` gives back for ``image``: prepared, then quantized to the palette."""
+        return self._pixels.quantize(self.prepare(image))
 
     def num_image_tokens(self, image: ImageInput) -> int:
         """Tokens one image takes in a sequence, ``<boi>`` and ``<eoi>`` included."""
@@ -213,6 +245,8 @@ class PixelTextProcessor(ProcessorMixin):
                 raise TokenFormatError(f"image at position {b}: id {int(body[k])} at position {b + 1 + k} is not a "
                                        f"{self.layout} pixel token")
             idx = self._pixels._pixel_vocab.decode(px, self.layout, canonical=canonical)
+            if self.scan == "columns":
+                idx = np.ascontiguousarray(idx.T)
             images.append(self._pixels.indices_to_image(idx))
         return images
 
