@@ -2,6 +2,13 @@
 
     OMP_NUM_THREADS=2 python benchmarks/bench_codec.py --wallpaper_dir /tmp/wall/x/usr/share/wallpapers --n 600
 
+``--whole NAME[:SCALE],...`` codes whole photos instead (scikit-image names, or wallpaper names with
+``--wallpaper_dir``; ``:2`` box-downscales by 2 first): real ``.ptk`` files of the whole image (version 3, one unit,
+context across the whole image) and of independent 32x32 tiles (``tile_size=32``), both decoded back and checked,
+against JPEG-XL lossless effort 9 of the same pixels, with encode/decode MP/s:
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_codec.py --threads 1 --whole chelsea,coffee,immunohistochemistry:2
+
 Tiles come from photos listed as held out in ``recipes/configs/codec_default.yaml`` (never trained on), at native
 resolution (``--scale 1``) or box-downscaled. Each tile is coded alone, as its own range-coder stream; reported:
 payload bits per sub-pixel (bpsp) and the size of a stand-alone ``.ptk`` file of the tile (header + checksums), the
@@ -45,8 +52,12 @@ def main(argv=None):
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="bench_codec.json")
+    p.add_argument("--whole", default=None, help="comma-separated photos NAME[:SCALE] to code whole (see above)")
+    p.add_argument("--no_tiles", action="store_true", help="with --whole: skip the 32x32-tile comparison")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.whole:
+        return bench_whole(args)
 
     with open(args.config) as f:
         dc = yaml.safe_load(f)["data"]
@@ -128,6 +139,59 @@ def main(argv=None):
         json.dump(res, f, indent=2)
     print(f"wrote {args.out}")
     return res
+
+
+def bench_whole(args):
+    import imagecodecs
+    import skimage.data
+
+    from pixeltok.compression import compress, decompress
+    from pixeltok.compression._fast_tables import AVAILABLE as fast_tables
+
+    model = load_codec_model(args.model)
+    compress(np.zeros((8, 8, 3), np.uint8), model=model)  # compile/warm up once, outside the timings
+    rows = []
+    for spec in args.whole.split(","):
+        name, _, scale = spec.partition(":")
+        scale = int(scale or 1)
+        if hasattr(skimage.data, name):
+            img = np.asarray(getattr(skimage.data, name)())[..., :3]
+        else:
+            img = load_photos([name], [], args.wallpaper_dir)[name]
+        img = np.ascontiguousarray(box_downscale(img, scale))
+        h, w = img.shape[:2]
+        sub, mp = img.size, h * w / 1e6
+        jxl = imagecodecs.jpegxl_encode(img, lossless=True, effort=9, numthreads=1)
+        assert np.array_equal(np.asarray(imagecodecs.jpegxl_decode(jxl))[..., :3].reshape(img.shape), img)
+        row = {"photo": f"{name}" + (f" /{scale}" if scale > 1 else ""), "size": f"{w}x{h}",
+               "jxl_bpsp": len(jxl) * 8 / sub}
+        for label, tile in [("whole", None)] + ([] if args.no_tiles else [("tiles32", 32)]):
+            t0 = time.perf_counter()
+            data, st = compress(img, model=model, tile_size=tile, return_stats=True)
+            t_enc = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out = np.asarray(decompress(data, model=model))
+            t_dec = time.perf_counter() - t0
+            assert np.array_equal(out, img), f"{name}: round trip not exact"
+            row[f"{label}_file_bpsp"] = len(data) * 8 / sub
+            row[f"{label}_ideal_bpsp"] = st["ideal_bits"] / sub
+            row[f"{label}_enc_mps"] = mp / t_enc
+            row[f"{label}_dec_mps"] = mp / t_dec
+        rows.append(row)
+        print(json.dumps(row))
+    print(f"\nthreads {args.threads}, compiled tables {fast_tables}; bits per sub-pixel of real files (ratio to JPEG-XL e9)")
+    print(f"{'photo':<28} {'size':>9} {'JPEG-XL e9':>10} {'tiles 32':>15} {'whole image':>15} "
+          f"{'enc MP/s':>13} {'dec MP/s':>13}")
+    for r in rows:
+        t = (f"{r['tiles32_file_bpsp']:.3f} ({r['tiles32_file_bpsp'] / r['jxl_bpsp']:.3f})"
+             if "tiles32_file_bpsp" in r else "-")
+        print(f"{r['photo']:<28} {r['size']:>9} {r['jxl_bpsp']:>10.3f} {t:>15} "
+              f"{r['whole_file_bpsp']:.3f} ({r['whole_file_bpsp'] / r['jxl_bpsp']:.3f}) "
+              f"{r['whole_enc_mps']:>13.4f} {r['whole_dec_mps']:>13.4f}")
+    with open(args.out, "w") as f:
+        json.dump({"threads": args.threads, "photos": rows}, f, indent=2)
+    print(f"wrote {args.out}")
+    return rows
 
 
 if __name__ == "__main__":

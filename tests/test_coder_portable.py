@@ -2,6 +2,7 @@
 the float64 mixture, and bit-identical on every machine (golden SHA-256s below: computed without any float
 ``exp``, so a different CPU, libm or numpy SIMD kernel must reproduce them exactly)."""
 
+import hashlib
 from decimal import Context, Decimal
 
 import numpy as np
@@ -264,3 +265,14 @@ def test_streams_padded_to_one_word_per_1024_pixels():
     assert [ptk_format.min_stream_bytes(*t.shape[:2], coder.CODER_ID) for t in tiles] == [16, 4, 8]
     for got, want in zip(coder.decode_tiles(m, streams, [t.shape[:2] for t in tiles]), tiles):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif(not coder._fast_tables.AVAILABLE, reason="numba not installed")
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_compiled_kernel_equals_the_numpy_reference(k):
+    """The numba edge loop (saturated edges skipped, one fused pass per row) gives the same integers as the numpy
+    path, on the golden extremes and on random rows."""
+    for p in (golden_params()[..., :k], random_params(3000, k, 40 + k)):
+        np.testing.assert_array_equal(coder.mixture_freqs(p, fast=True), coder.mixture_freqs(p, fast=False))
+    fast = coder.mixture_freqs(golden_params(), fast=True)
+    assert hashlib.sha256(fast.astype("<i8").tobytes()).hexdigest() == GOLDEN_FREQS_SHA256

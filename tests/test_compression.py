@@ -39,7 +39,7 @@ V1_FIXTURES = {
     "v1_l_20x20.ptk": ("L", (20, 20), "816f8b6c4f39b6bc63971a41221782a8926a92d200f3c7fdf9d63affee02905f"),
 }
 
-STORED_OVERHEAD = 8 + 1 + 1 + 4 + 4 + 2 + 6 + 32 + 1 + 4 + 1 + 4  # header without the model name, + file CRC
+STORED_OVERHEAD = 8 + 1 + 1 + 4 + 4 + 2 + 6 + 32 + 1 + 4 + 1 + 3 + 4  # header without the model name, + file CRC
 TINY = dict(context_rows=2, context_left=2, context_right=1, context_left_current=2, hidden_size=24,
             num_hidden_layers=1, head_hidden_size=12, num_mixtures=3)
 
@@ -66,26 +66,28 @@ def photo(h, w, seed=0):
     return np.clip(base + rng.integers(-6, 7, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
+@pytest.mark.parametrize("tile", [None, 32])
 @pytest.mark.parametrize("h,w", [(1, 1), (5, 7), (32, 32), (33, 40), (70, 3)])
-def test_round_trip_exact(model, h, w):
+def test_round_trip_exact(model, h, w, tile):
     img = photo(h, w, seed=h * 100 + w)
-    data = compress(img, model=model)
+    data = compress(img, model=model, tile_size=tile)
     out = decompress(data, model=model)
     assert out.mode == "RGB" and out.size == (w, h)
     np.testing.assert_array_equal(np.asarray(out), img)
     hdr = read_header(data)
-    assert (hdr.width, hdr.height, hdr.tile_size) == (w, h, 32)
+    assert hdr.version == 3 and hdr.layout == ("whole" if tile is None else "tiles")
+    assert (hdr.width, hdr.height, hdr.tile_size, hdr.block) == (w, h, tile or 0, 32)
     assert len(data) <= STORED_OVERHEAD + len(hdr.model_name) + img.size  # never above raw pixels + header
     if hdr.payload == "coded":
-        assert len(hdr.tile_lengths) == (-(-h // 32)) * (-(-w // 32))
+        assert len(hdr.tile_lengths) == (1 if tile is None else (-(-h // 32)) * (-(-w // 32)))
     else:  # only where no stream can be smaller than the raw pixels: 1x1 = 3 bytes, a stream >= 4
         assert (h, w) == (1, 1) and hdr.tile_lengths == []
 
 
 def test_batch_size_independent(model):
     img = photo(40, 70, seed=3)
-    a = compress(img, model=model, batch_size=1)
-    b = compress(img, model=model, batch_size=7)
+    a = compress(img, model=model, batch_size=1, tile_size=32)
+    b = compress(img, model=model, batch_size=7, tile_size=32)
     assert a == b  # the bytes do not depend on the encoder's batch
     out = decompress(a, model=model, batch_size=2)  # nor does decoding on another batch size
     np.testing.assert_array_equal(np.asarray(out), img)
@@ -304,9 +306,12 @@ def test_crafted_sizes_are_refused_before_allocating(model, w, h, tile, version)
 
 
 def test_size_limits_in_the_encoder(model, monkeypatch):
-    for bad in (0, ptk_format.MAX_TILE_SIZE + 1, 65535, 2.5):
+    for bad in (0, ptk_format.MAX_TILE_SIZE + 1, 65535, 2.5, True):
         with pytest.raises(ValueError, match="tile_size"):
             compress(photo(4, 4), model=model, tile_size=bad)
+    for bad in (0, 15, 257, 2.5):
+        with pytest.raises(ValueError, match="block_size"):
+            compress(photo(4, 4), model=model, block_size=bad)
     monkeypatch.setattr(compression, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(ImageInputError, match="100 pixels"):
         compress(photo(10, 11), model=model)

@@ -66,16 +66,17 @@ def model():
 
 @pytest.fixture(scope="module")
 def samples(model):
-    """name -> (data, original pixels, mode): coded files of 4 tiles (8-pixel tiles, edge tiles smaller) and stored
-    files, RGB and L."""
+    """name -> (data, original pixels, mode): coded files of 4 tiles (8-pixel tiles, edge tiles smaller), coded
+    whole-image files (one unit, version 3's default) and stored files, RGB and L."""
     rng = np.random.default_rng(0)
     out = {}
     rgb, gray = _smooth(12, 10, 1), _smooth(13, 11, 2)[..., 1]
     for name, img, arr in [("rgb-coded", rgb, rgb), ("l-coded", Image.fromarray(gray, "L"), gray),
+                           ("rgb-coded-whole", rgb, rgb), ("l-coded-whole", Image.fromarray(gray, "L"), gray),
                            ("rgb-stored", None, rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)),
                            ("l-stored", None, rng.integers(0, 256, (6, 3), dtype=np.uint8))]:
         src = img if img is not None else (Image.fromarray(arr, "L") if arr.ndim == 2 else arr)
-        data = compress(src, model=model, tile_size=8)
+        data = compress(src, model=model, tile_size=None if name.endswith("whole") else 8)
         hdr = read_header(data)
         assert hdr.payload == name.split("-")[1], (name, hdr.payload)
         out[name] = (data, arr, "L" if arr.ndim == 2 else "RGB")
@@ -89,10 +90,16 @@ def _refix(data: bytes) -> bytes:
 
 
 def _fields(data: bytes) -> list[tuple[int, int]]:
-    """(offset, size) of the header fields worth rewriting: version .. coder id, name length, kind, first varint."""
+    """(offset, size) of the header fields worth rewriting: version .. coder id, name length, kind, layout, block,
+    first varint."""
     fixed = [(8, 1), (9, 1), (10, 4), (14, 4), (18, 2), (20, 1), (21, 1), (22, 1), (23, 1), (24, 1), (25, 1), (58, 1)]
     after_crc = 58 + 1 + data[58] + 4
-    extra = [(after_crc, 1), (after_crc + 1, 1)] if data[8] >= 2 else [(after_crc, 1)]
+    if data[8] >= 3:
+        extra = [(after_crc, 1), (after_crc + 1, 1), (after_crc + 2, 2), (after_crc + 4, 1)]
+    elif data[8] == 2:
+        extra = [(after_crc, 1), (after_crc + 1, 1)]
+    else:
+        extra = [(after_crc, 1)]
     return fixed + [f for f in extra if f[0] < len(data) - 4]
 
 
@@ -170,13 +177,14 @@ class _Checker:
         assert n >= at_least and grown < MAX_RSS_GROWTH
 
 
-@pytest.mark.parametrize("name", ["rgb-coded", "l-coded", "rgb-stored", "l-stored"])
+@pytest.mark.parametrize("name", ["rgb-coded", "l-coded", "rgb-coded-whole", "l-coded-whole", "rgb-stored",
+                                  "l-stored"])
 def test_mutations_of_real_files(samples, model, name):
     data, original, mode = samples[name]
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     check = _Checker(name, model)
     check(data, original, mode, "unmutated")
-    n_plain, n_crafted = 3000, 500 if name.endswith("coded") else 3000  # crafted coded inputs may reach the decoder
+    n_plain, n_crafted = 3000, 500 if "coded" in name else 3000  # crafted coded inputs may reach the decoder
     for i in range(n_plain):
         bad = _mutate(rng, data)
         check(bad, original, mode, f"{name} mutation {i}")
@@ -222,22 +230,24 @@ def test_random_bytes(model):
         if form == 1:  # past the magic
             raw = MAGIC + raw
         elif form == 2:  # past the magic, a known version, and a valid file CRC
-            raw = _refix(MAGIC + bytes([1 + i % 2]) + raw + bytes(4))
+            raw = _refix(MAGIC + bytes([1 + i % 3]) + raw + bytes(4))
         check(raw, None, None, f"random input {i} (form {form})")
     check.done(5000)
 
 
 @settings(max_examples=1000, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(version=st.sampled_from([1, 2]), mode=st.integers(0, 3), width=st.integers(0, 2 ** 32 - 1),
+@given(version=st.sampled_from([1, 2, 3]), mode=st.integers(0, 3), width=st.integers(0, 2 ** 32 - 1),
        height=st.integers(0, 2 ** 32 - 1), tile=st.integers(0, 65535), coder_id=st.sampled_from([0, 2, 3, 255]),
-       kind=st.integers(0, 3), rest=st.binary(max_size=64))
-def test_crafted_headers(model, version, mode, width, height, tile, coder_id, kind, rest):
+       kind=st.integers(0, 3), layout=st.integers(0, 3), block=st.sampled_from([0, 1, 8, 15, 16, 32, 256, 257, 65535]),
+       rest=st.binary(max_size=64))
+def test_crafted_headers(model, version, mode, width, height, tile, coder_id, kind, layout, block, rest):
     """Well-formed headers (valid CRC, this model's SHA-256) with arbitrary sizes, ids and payload bytes."""
     from pixeltok.compression import _identity, coder
 
     body = MAGIC + struct.pack("<BBIIHBBBBBB", version, mode, width, height, tile, 1, coder.QUANT_ID,
                                coder.FREQ_BITS, coder.PROB_BITS, coder.NUMERICS_ID, coder_id)
-    body += bytes.fromhex(_identity(model)) + b"\x01x" + bytes(4) + (bytes([kind]) if version >= 2 else b"") + rest
+    body += bytes.fromhex(_identity(model)) + b"\x01x" + bytes(4) + (bytes([kind]) if version >= 2 else b"")
+    body += (struct.pack("<BH", layout, block) if version >= 3 else b"") + rest
     check = _Checker("hypothesis", model)
     check(_refix(body + bytes(4)), None, None, "crafted header")
     TRIED["hypothesis"] = TRIED.get("hypothesis", 0) + 1

@@ -113,6 +113,8 @@ def step_chunks(h: int, w: int, slope: int, min_pixels: int):
     ys_l, xs_l, sizes, n = [], [], [], 0
     for t in range(step_range(h, w, slope)):
         ys, xs = step_pixels(t, h, w, slope)
+        if not len(ys):  # units narrower than the slope have empty steps
+            continue
         ys_l.append(ys)
         xs_l.append(xs)
         sizes.append(len(ys))
@@ -249,6 +251,8 @@ def decode_units(model, streams: list[bytes], h: int, w: int, block: int, channe
     for t in range(step_range(h, w, slope)):
         ys, xs = step_pixels(t, h, w, slope)
         n = len(ys)
+        if not n:  # units narrower than the slope have empty steps
+            continue
         a = canvas.exact_features(ys, xs)
         hid = model.exact_trunk_int(a)
         prev = torch.zeros(b * n, 3, dtype=torch.int64)
