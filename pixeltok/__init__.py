@@ -31,7 +31,8 @@ _LAZY_ATTRS = {
     "compress": "compression", "decompress": "compression", "load_codec_model": "compression",
     "load_pokemon": "data", "load_cifar_tiles": "data", "load_metric": "evaluation",
 }
-_LAZY_SUBMODULES = ("data", "compression", "evaluation", "hub_cards", "tiling", "cli", "tokenization", "models")
+_LAZY_SUBMODULES = ("data", "compression", "evaluation", "hub_cards", "tiling", "cli", "tokenization", "models",
+                    "reader", "scripts")
 
 
 def _register_all() -> None:

@@ -1,4 +1,4 @@
-"""The ``pixeltok`` command line: encode/decode images as tokens, list palettes, compress/decompress, the demo.
+"""The ``pixeltok`` command line: encode/decode images as tokens, list palettes, compress/decompress, the demo, read.
 
 Every command ends bad input with one line on stderr (``pixeltok CMD: error: ...``) and exit status 2, writes its
 output file only once the whole result exists (never a partial file), and refuses to overwrite an existing file
@@ -201,6 +201,47 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# -- reading -------------------------------------------------------------------------------------------------------
+def default_reader() -> Path:
+    """The reader shipped in the package (``recipes/configs/lm_reader.yaml``'s output)."""
+    return Path(__file__).resolve().parent / "checkpoints" / "reader"
+
+
+def cmd_read(args) -> int:
+    images = [input_file(p, "image") for p in args.images]
+    model_dir = checkpoint_arg(args.model) if args.model else str(default_reader())
+    if args.model is None and not (default_reader() / "config.json").is_file():
+        raise CommandError(f"no reader is shipped in {default_reader()}: pass --model DIR "
+                           "(the output folder of recipes/train_lm.py)")
+    import json
+
+    import pixeltok
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    from .reader import read
+    from .scripts import library_progress_bars_off
+    from .tokenization.image_io import open_image
+
+    pixeltok._register_all()
+    with library_progress_bars_off():
+        processor = AutoProcessor.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+    if not hasattr(processor, "image_ids"):
+        raise CommandError(f"--model {model_dir}: not a pixeltok reader (its processor is {type(processor).__name__})")
+    pictures = []
+    for p in images:  # every image opened (and fitted) before any is read: a bad one fails the call at once
+        im = open_image(str(p))
+        processor.prepare(im)
+        pictures.append(im)
+    results = read(model, processor, pictures, max_new_tokens=args.max_new_tokens, return_scores=True)
+    if args.json:
+        print(json.dumps([{"image": str(p), **r} for p, r in zip(args.images, results)], indent=1))
+    else:
+        for p, r in zip(args.images, results):
+            print(r["text"] if len(images) == 1 else f"{p}\t{r['text']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -250,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-tokenizer", action="store_true",
                    help="only the codec part (skip the PixelTokenizer round trip)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("read", help="print the text written in small images (one word or number each)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", default=None,
+                   help="a reader folder (recipes/train_lm.py output) or Hub id (default: the shipped reader)")
+    p.add_argument("--json", action="store_true", help="print JSON with a confidence (mean log-probability) per image")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens (default 32)")
+    p.set_defaults(func=cmd_read)
     return parser
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["render_pxby_model_card", "cards_dir", "PAPER_RESULTS"]
+__all__ = ["render_pxby_model_card", "render_reader_model_card", "cards_dir", "PAPER_RESULTS"]
 
 # Reported in the paper (bi-LSTM PxBy + conv, D=81, hidden 32), on its training data.
 PAPER_RESULTS = {"config": "bi-LSTM PxBy+conv, D=81, hidden 32", "hamming": 0.149, "cosine": 0.906, "bleu": 0.785}
@@ -168,3 +168,55 @@ def render_pxby_model_card(results: dict, *, repo_id: str | None = None, revisio
         dataset_provenance=provenance, long_side=data.get("long_side"), lowercase=data.get("lowercase", True),
         data_seed=data.get("seed"), extra_limitations=hub.get("limitations") or "",
     )
+
+
+def render_reader_model_card(results: dict, *, repo_id: str | None = None, template_path=None):
+    """A reader's ``eval_results.json`` (``recipes/train_lm.py``) -> ``huggingface_hub.ModelCard``: model-index
+    entries for the held-out CER and word accuracy per tier, the usage snippet, hyper-parameters and data."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    import pixeltok
+
+    test, train, data = _require(results, "test"), _require(results, "training"), _require(results, "dataset")
+    pc = results.get("processor") or {}
+    hub = results.get("hub") or {}
+    model_name = results.get("model_name") or "pixeltok-reader"
+    repo_id = repo_id or results.get("hub_model_id") or "<user>/<model>"
+    tiers = [("all", test)] + [(t, test[t]) for t in ("clean", "hard") if t in test]
+    evals = [EvalResult(task_type="image-to-text", task_name="reading words in small images",
+                        dataset_type="pixeltok/text_images", dataset_name=f"text_images ({name})", dataset_config=name,
+                        dataset_split="test",
+                        metric_type=key, metric_name=label, metric_value=float(t[key]))
+             for name, t in tiers for key, label in (("cer", "character error rate"), ("word_accuracy", "word accuracy"))]
+    card_data = ModelCardData(model_name=model_name, license=hub.get("license") or "apache-2.0",
+                              library_name="transformers", pipeline_tag="image-to-text",
+                              tags=list(dict.fromkeys(["pixeltok", "ocr", "pixel-tokens", results.get("model_type", "lm")]
+                                                      + list(hub.get("tags") or []))), eval_results=evals)
+    prep = []
+    if pc.get("image_height"):
+        prep.append(f"fitted to {pc['image_height']} px high")
+    if pc.get("grayscale"):
+        prep.append("grey")
+    palette = pc.get("palette") if not pc.get("learned_colors") else f"learned {pc['learned_colors']}-colour"
+    summary = (f"{_fmt(train.get('steps'))} optimizer steps on {train.get('world_size')} process(es) "
+               f"({train.get('device')}, mixed precision {train.get('mixed_precision', 'no')}) in "
+               f"{_fmt(float(train.get('train_minutes', 0.0)))} training minutes, "
+               f"{_fmt(float(train.get('tokens_per_second', 0.0)))} tokens/s.")
+    splits = data.get("splits") or {}
+    examples = "; ".join(f"`{e['text']}` → `{e['read']}`" for e in test.get("examples", [])[:8]) or "none"
+    template = Path(template_path) if template_path else cards_dir() / "reader_model_card.md"
+    return ModelCard.from_template(
+        card_data, template_path=str(template), model_name=model_name, repo_id=repo_id,
+        model_type=results.get("model_type"), num_parameters=_fmt(int(results.get("num_parameters", 0))),
+        palette=palette, layout=pc.get("layout"), scan="columns" if pc.get("scan") == "columns" else "rows",
+        prep_text=(" (" + ", ".join(prep) + ")") if prep else "", tokenizer=results.get("tokenizer"),
+        tier_rows=[{"tier": n, "n": t.get("num_images"), "cer": f"{100 * t['cer']:.2f}%",
+                    "acc": f"{100 * t['word_accuracy']:.1f}%"} for n, t in tiers],
+        tokens_per_image=_fmt(float(test.get("tokens_per_image", 0.0))),
+        images_per_second=_fmt(float(test.get("images_per_second", 0.0))), device=train.get("device"),
+        examples=examples, training_summary=summary,
+        hyperparameters=[(k, _fmt(v)) for k, v in (train.get("hyperparameters") or {}).items()],
+        data_text=", ".join(f"{k}: {v}" for k, v in splits.items()) + f"; tier {data.get('tier')}, words "
+                  f"{data.get('words')}, fonts {data.get('fonts')}, seed {data.get('seed')}",
+        max_side=pc.get("max_side"), extra_limitations=hub.get("limitations") or "",
+        pixeltok_version=results.get("pixeltok_version") or pixeltok.__version__)

@@ -4,6 +4,7 @@ Plain functions (:mod:`pixeltok.evaluation.functional`)::
 
     hamming_distance(preds, refs)  cosine_similarity(preds, refs)  bleu(preds, refs)  generation_metrics(preds, refs)
     token_accuracy(preds_or_logits, labels)  bits_per_token(logits, labels)  token_stats(...)  reduce_token_stats(...)
+    character_error_rate(pred_texts, ref_texts)  word_accuracy(pred_texts, ref_texts)  edit_distance(a, b)
 
 The same metrics as `evaluate` modules shipped inside the package, loadable offline::
 
@@ -21,6 +22,9 @@ import os
 from .functional import (
     bits_per_token,
     bleu,
+    character_error_rate,
+    edit_distance,
+    word_accuracy,
     cosine_similarity,
     generation_metrics,
     hamming_distance,

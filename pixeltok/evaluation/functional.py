@@ -35,6 +35,9 @@ __all__ = [
     "token_accuracy",
     "bits_per_token",
     "token_stats",
+    "edit_distance",
+    "character_error_rate",
+    "word_accuracy",
 ]
 
 
@@ -232,3 +235,44 @@ def reduce_token_stats(nll_nats: Sequence[float], n_correct: Sequence[float], n_
 
 
 __all__.append("reduce_token_stats")
+
+
+# -- reading: character error rate and word accuracy -------------------------------------------------------------------
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions of one character each); one numpy row per
+    character of ``a``."""
+    if not a or not b:
+        return len(a) + len(b)
+    bb = np.frombuffer(b.encode("utf-32-le"), dtype=np.uint32)
+    prev = np.arange(len(bb) + 1)
+    aa = np.frombuffer(a.encode("utf-32-le"), dtype=np.uint32)
+    for i, ch in enumerate(aa):
+        cost = (bb != ch).astype(np.int64)
+        cur = np.empty_like(prev)
+        cur[0] = i + 1
+        sub = prev[:-1] + cost
+        dele = prev[1:] + 1
+        best = np.minimum(sub, dele)
+        # insertions run left to right: cur[j] = min(best[j-1], cur[j-1] + 1), a running minimum of best - j
+        cur[1:] = np.minimum.accumulate(np.concatenate([[cur[0]], best]) - np.arange(len(bb) + 1))[1:] + \
+            np.arange(1, len(bb) + 1)
+        prev = cur
+    return int(prev[-1])
+
+
+def character_error_rate(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus CER: total edit distance over total reference characters (0 = perfect; can exceed 1)."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    chars = sum(len(r) for r in references)
+    if chars == 0:
+        raise ValueError("character_error_rate: the references have no characters")
+    return sum(edit_distance(p, r) for p, r in zip(predictions, references)) / chars
+
+
+def word_accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Share of predictions equal to their reference, exactly (case and all)."""
+    if len(predictions) != len(references) or not references:
+        raise ValueError(f"word_accuracy needs as many predictions ({len(predictions)}) as references "
+                         f"({len(references)}), at least one")
+    return sum(p == r for p, r in zip(predictions, references)) / len(references)

@@ -120,16 +120,9 @@ class PixelTextProcessor(ProcessorMixin):
         return self._to_text[self._pixels._pixel_vocab.encode(idx, self.layout)]
 
     def prepare(self, image: ImageInput) -> ImageInput:
-        """The image as the processor tokenizes it (before quantization): fitted to ``image_height`` and grey when
-        those are set, else unchanged."""
-        if self.image_height is not None:
-            image = prepare_reader_image(image, self.image_height, max_width=self.max_side)
-        if self.grayscale:
-            image = (image if isinstance(image, Image.Image) else Image.fromarray(to_rgba(image), "RGBA"))
-            image = image.convert("RGBA")
-            grey = np.asarray(image.convert("L"))
-            image = np.dstack([grey, grey, grey, np.asarray(image)[..., 3]])
-        return image
+        """The image as the processor tokenizes it (before quantization): :func:`prepare_image` with this
+        processor's ``image_height``, ``max_side`` and ``grayscale``."""
+        return prepare_image(image, self.image_height, self.max_side, self.grayscale)
 
     def quantize(self, image: ImageInput):
         """What :meth:`decode_images` gives back for ``image``: prepared, then quantized to the palette."""
@@ -255,6 +248,18 @@ class PixelTextProcessor(ProcessorMixin):
         return self.batch_decode(generated_outputs, skip_special_tokens=skip_special_tokens, **kwargs)
 
 
+def prepare_image(image: ImageInput, image_height: int | None = None, max_side: int = 96, grayscale: bool = False):
+    """Fit ``image`` to ``image_height`` (aspect kept, at most ``max_side`` wide) when given, and make it grey
+    (luma, alpha kept) when ``grayscale``; otherwise return it unchanged."""
+    if image_height is not None:
+        image = prepare_reader_image(image, image_height, max_width=max_side)
+    if grayscale:
+        rgba = to_rgba(image)
+        grey = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB").convert("L"))
+        image = np.dstack([grey, grey, grey, rgba[..., 3]])
+    return image
+
+
 # -- vocabulary ------------------------------------------------------------------------------------------------------
 def _pixel_vocab_ids(vocab, layout: str) -> np.ndarray:
     starts = [vocab.offset[g] for g in _GROUP_SIZES] + [len(vocab)]
@@ -308,28 +313,38 @@ def pixel_embedding_init(processor: PixelTextProcessor, dim: int) -> dict[int, n
     return out
 
 
+def init_pixel_embeddings(model, processor: PixelTextProcessor, from_row: int = 0) -> int:
+    """Overwrite the input-embedding rows of the pixel tokens (those at index >= ``from_row``) with
+    :func:`pixel_embedding_init`, scaled to the RMS of the other rows and centred on their mean, so neighbouring
+    colours and coordinates start out close. Returns the number of rows written."""
+    import torch
+
+    emb = model.get_input_embeddings().weight
+    vecs = {tid: v for tid, v in pixel_embedding_init(processor, emb.shape[1]).items() if tid >= from_row}
+    others = torch.ones(emb.shape[0], dtype=torch.bool)
+    others[list(vecs)] = False
+    with torch.no_grad():
+        base = emb[others].float()
+        mean, rms = base.mean(0), float(base.std())
+        for tid, v in vecs.items():
+            emb[tid] = (mean + rms * torch.as_tensor(v, dtype=torch.float32)).to(emb.dtype)
+    return len(vecs)
+
+
 def resize_embeddings_for_pixels(model, processor: PixelTextProcessor, init: str = "mean") -> int:
     """Resize ``model``'s token embeddings to the processor's tokenizer; returns the new vocabulary size.
 
     ``init="mean"``: new rows start at the mean embedding (transformers' ``mean_resizing``). ``init="structured"``:
-    pixel-token rows start from :func:`pixel_embedding_init` (colour by CIELAB, coordinates by sinusoids), scaled to
-    the existing rows' RMS and centred on their mean, so neighbouring colours and coordinates start out close.
+    new pixel-token rows start from :func:`pixel_embedding_init` (:func:`init_pixel_embeddings`).
     """
-    import torch
-
     if init not in ("mean", "structured"):
         raise ValueError(f"init must be 'mean' or 'structured', got {init!r}")
     n = len(processor.tokenizer)
     old = model.get_input_embeddings().weight.shape[0]
-    model.resize_token_embeddings(n, mean_resizing=old > 1)
+    if n != old:
+        model.resize_token_embeddings(n, mean_resizing=old > 1)
     if init == "structured":
-        emb = model.get_input_embeddings().weight
-        with torch.no_grad():
-            base = emb[:old].float()
-            mean, rms = base.mean(0), float(base.std())
-            for tid, v in pixel_embedding_init(processor, emb.shape[1]).items():
-                if tid >= old:
-                    emb[tid] = (mean + rms * torch.as_tensor(v, dtype=torch.float32)).to(emb.dtype)
+        init_pixel_embeddings(model, processor, from_row=old)
     return n
 
 
@@ -346,7 +361,8 @@ def _flat_images(images) -> list:
     return [images]
 
 
-__all__ = ["PixelTextProcessor", "pixel_token_name", "pixel_embedding_init", "resize_embeddings_for_pixels",
+__all__ = ["PixelTextProcessor", "prepare_image", "pixel_token_name", "pixel_embedding_init", "init_pixel_embeddings",
+           "resize_embeddings_for_pixels",
            "ImageInputError"]
 
 # a saved processor folder carries this file and its relative imports (auto_map), for trust_remote_code=True

@@ -1,0 +1,467 @@
+#!/usr/bin/env python
+"""Train ANY transformers causal LM to read the word in a small image given as pixel tokens; evaluate; push.
+
+    accelerate launch --config_file recipes/accelerate/cpu2.yaml recipes/train_lm.py \
+        --config recipes/configs/lm_tiny.yaml --output_dir runs/lm_tiny
+
+The model is built from the YAML (``model.type``: any ``model_type`` transformers has a causal LM for, e.g. gpt2,
+llama, mamba; ``model.config``: that config's fields), the text tokenizer is ByT5's byte tokenizer or any saved
+one, and a :class:`pixeltok.PixelTextProcessor` adds the pixel vocabulary (palette, layout, scan order) to it.
+Samples are ``<image> -> word`` (:mod:`pixeltok.reader`), loss on the answer only, from the
+``pixeltok.data.load_text_images`` builder (``data.streaming: true`` renders on the fly, sharded across ranks with
+``datasets.distributed.split_dataset_by_node``). The learning rate follows warm-up + cosine over the run, whose end
+is ``training.max_steps`` or ``training.time_budget_minutes`` of training time, whichever comes first (the same
+compute budget per row of ``recipes/eval_lm.py``'s table).
+
+Evaluation every ``eval_every`` steps: loss on the validation answers and greedy reading of ``val_samples``
+validation images (character error rate). At the end, the held-out test split (fonts and words never seen in
+training) is read with ``generate()``: CER and word accuracy per tier (clean / hard), tokens per image, tokens/s.
+
+``output_dir`` gets the ``save_pretrained`` model and processor (``AutoModelForCausalLM`` / ``AutoProcessor``
+after ``import pixeltok``; ``pixeltok read IMAGE --model output_dir``), ``eval_results.json``,
+``trainer_state.json`` (curves), ``training_config.yaml``, ``README.md`` (model card) and ``checkpoints/``
+(``--resume_from_checkpoint latest``). A bad config, argument or path is one line on stderr before any process
+group starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
+from accelerate.utils.environment import parse_flag_from_env
+from datasets.distributed import split_dataset_by_node
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import pixeltok
+from pixeltok import PixelTextProcessor, PixelTokenizer
+from pixeltok.data import DataSourceError, load_text_images
+from pixeltok.evaluation import character_error_rate, word_accuracy
+from pixeltok.hub_cards import render_reader_model_card
+from pixeltok.reader import read, training_batch
+from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_with, library_progress_bars_off
+from pixeltok.tokenization.processing_pixel_text import (init_pixel_embeddings, prepare_image,
+                                                          resize_embeddings_for_pixels)
+
+PROG = "train_lm.py"
+
+# Defaults of every config field; a YAML config overrides any subset (unknown keys are an error).
+DEFAULTS = {
+    "model": {"type": "llama", "config": {}, "init_from": None, "embedding_init": "mean"},
+    "tokenizer": {"name": "byt5"},  # "byt5" (transformers.ByT5Tokenizer, no files) or a tokenizer folder / Hub id
+    "processor": {"palette": "named128", "learned_colors": None, "layout": "raster", "scan": "rows",
+                  "max_side": 96, "image_height": None, "grayscale": False},
+    "data": {"n_train": 20000, "n_val": 500, "n_test": 1000, "tier": "mixed", "fonts": "matplotlib",
+             "words": "wamerican", "seed": 0, "streaming": False, "prompt": "<image>", "cache_dir": None},
+    "training": {"seed": 0, "per_device_batch_size": 16, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
+                 "min_lr_ratio": 0.1, "weight_decay": 0.01, "adam_beta1": 0.9, "adam_beta2": 0.98, "warmup_steps": 100,
+                 "max_steps": 5000, "time_budget_minutes": None, "max_grad_norm": 1.0, "log_every": 10,
+                 "eval_every": 250, "save_every": 250, "save_total_limit": 2, "mixed_precision": "auto",
+                 "num_threads": None},
+    "evaluation": {"val_samples": 64, "test_samples": None, "max_new_tokens": 24, "generation_batch_size": 32},
+    "hub": {"license": "apache-2.0", "tags": []},
+}
+CHOICES = {("processor", "layout"): ("raster", "grouped", "runs"), ("processor", "scan"): ("rows", "columns"),
+           ("data", "tier"): ("clean", "hard", "mixed"), ("model", "embedding_init"): ("mean", "structured"),
+           ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16")}
+OPTIONAL = {("model", "init_from"), ("processor", "learned_colors"), ("processor", "image_height"),
+            ("data", "cache_dir"), ("training", "time_budget_minutes"), ("training", "num_threads"),
+            ("evaluation", "test_samples")}
+
+
+def parse_args(argv=None):
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="YAML config (recipes/configs/lm_*.yaml)")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (YAML-parsed), e.g. --set training.max_steps=20")
+    p.add_argument("--resume_from_checkpoint", default=None, help="output_dir/checkpoints/step_N, or 'latest'")
+    p.add_argument("--cpu", action="store_true", help="force CPU")
+    p.add_argument("--push_to_hub", action="store_true")
+    p.add_argument("--hub_model_id", default=None, help="user/name on the Hub")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", default=None, help="Hub branch to push to")
+    p.add_argument("--hub_token", default=None, help="default: HF_TOKEN / the saved login")
+    args = p.parse_args(argv)
+    if args.push_to_hub and not args.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id user/name")
+    return args
+
+
+def check_value(where: str, value, default, choices=None, optional=False) -> None:
+    if value is None and (optional or default is None):
+        return
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}")
+    if isinstance(default, bool) or isinstance(value, bool):
+        if isinstance(default, bool) != isinstance(value, bool):
+            raise ConfigError(f"{where}: expected {'true/false' if isinstance(default, bool) else 'a number'}, "
+                              f"got {value!r}")
+    elif isinstance(default, (int, float)) and default is not None:
+        if not isinstance(value, (int, float)) or (isinstance(default, int) and not isinstance(value, int)
+                                                   and not isinstance(default, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{where}: must be >= 0, got {value!r}")
+
+
+def load_config(path: str, overrides: list[str]) -> dict:
+    """YAML merged over DEFAULTS, ``--set`` applied last; unknown keys and bad values raise ConfigError."""
+    check_exists(path, "--config")
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            user = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the config ({type(e).__name__}: {str(e).splitlines()[0]})")
+    if not isinstance(user, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections")
+    cfg = copy.deepcopy(DEFAULTS)
+    items = [(s, k, v, path) for s, vals in user.items() for k, v in (vals.items() if isinstance(vals, dict) else
+                                                                      [(None, vals)])]
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, _, k = key.partition(".")
+        if not sep or not k:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        items.append((section, k, yaml.safe_load(raw), "--set"))
+    for section, k, v, where in items:
+        if section not in cfg:
+            raise ConfigError(f"{where}: unknown section {section!r} (known: {sorted(cfg)})")
+        if k is None:
+            raise ConfigError(f"{where}: section {section!r} must be a mapping")
+        if k not in cfg[section]:
+            raise ConfigError(f"{where}: unknown key {section}.{k} (known: {sorted(cfg[section])})")
+        check_value(f"{where}: {section}.{k}", v, DEFAULTS[section][k], CHOICES.get((section, k)),
+                    (section, k) in OPTIONAL)
+        cfg[section][k] = v
+    if not isinstance(cfg["model"]["config"], dict):
+        raise ConfigError(f"{path}: model.config must be a mapping of the model config's fields")
+    check_model(cfg["model"], path)
+    return cfg
+
+
+def check_model(mc: dict, path: str) -> None:
+    """``model.type`` must be a causal-LM model type and ``model.config`` its config's fields (typos would become
+    silent extra attributes)."""
+    from transformers import AutoConfig, CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if mc["type"] not in CONFIG_MAPPING or mc["type"] not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ConfigError(f"{path}: model.type {mc['type']!r} is not a transformers causal LM type "
+                          f"(e.g. gpt2, llama, mamba, qwen2)")
+    fields = AutoConfig.for_model(mc["type"]).to_dict()
+    for k in mc["config"]:
+        if k not in fields:
+            raise ConfigError(f"{path}: model.config.{k} is not a field of {mc['type']}'s config")
+        if k in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id"):
+            raise ConfigError(f"{path}: model.config.{k} is set from the tokenizer; remove it")
+
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    found = [(int(m.group(1)), p) for p in (output_dir / "checkpoints").glob("step_*")
+             if (m := re.fullmatch(r"step_(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def check_args(args, cfg) -> None:
+    if cfg["model"]["init_from"]:
+        check_exists(cfg["model"]["init_from"], "model.init_from")
+    if cfg["tokenizer"]["name"] != "byt5":
+        check_exists(cfg["tokenizer"]["name"], "tokenizer.name")
+    ckpt = args.resume_from_checkpoint
+    if ckpt == "latest" and not checkpoint_dirs(Path(args.output_dir)):
+        raise ConfigError(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir}/checkpoints")
+    if ckpt and ckpt != "latest" and not (Path(ckpt) / "trainer_state.json").is_file():
+        raise ConfigError(f"--resume_from_checkpoint {ckpt}: not a checkpoint (no trainer_state.json)")
+
+
+def lr_factor(progress: float, step: int, tc: dict) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine from 1 to ``min_lr_ratio`` as ``progress`` goes 0 -> 1."""
+    warm = min(1.0, (step + 1) / tc["warmup_steps"]) if tc["warmup_steps"] else 1.0
+    cos = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return warm * (tc["min_lr_ratio"] + (1 - tc["min_lr_ratio"]) * cos)
+
+
+def build_processor(cfg: dict, train_images) -> PixelTextProcessor:
+    pc = cfg["processor"]
+    if cfg["tokenizer"]["name"] == "byt5":
+        from transformers import ByT5Tokenizer
+
+        tokenizer = ByT5Tokenizer()
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(cfg["tokenizer"]["name"])
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    palette = pc["palette"]
+    if pc["learned_colors"]:  # fitted to the training images as the processor will see them
+        prepared = [prepare_image(im, pc["image_height"], pc["max_side"], pc["grayscale"]) for im in train_images]
+        palette = PixelTokenizer.train_palette(prepared, pc["learned_colors"], name="learned").color_palette
+    return PixelTextProcessor(tokenizer, palette=palette, layout=pc["layout"], scan=pc["scan"],
+                              max_side=pc["max_side"], image_height=pc["image_height"], grayscale=pc["grayscale"])
+
+
+def build_model(cfg: dict, processor):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    mc, tok = cfg["model"], processor.tokenizer
+    if mc["init_from"]:
+        model = AutoModelForCausalLM.from_pretrained(mc["init_from"])
+        if model.get_input_embeddings().weight.shape[0] != len(tok):
+            resize_embeddings_for_pixels(model, processor, init=mc["embedding_init"])
+        return model
+    fields = dict(mc["config"])
+    if mc["type"] == "gpt2":
+        fields.setdefault("n_positions", 4096)  # learned positions: room for the longest image
+    config = AutoConfig.for_model(mc["type"], **fields, vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                                  bos_token_id=tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id,
+                                  eos_token_id=tok.eos_token_id)
+    config.loss_type = "ForCausalLM"
+    model = AutoModelForCausalLM.from_config(config)
+    if mc["embedding_init"] == "structured":  # pixel rows from CIELAB / sinusoids, text rows as initialised
+        init_pixel_embeddings(model, processor)
+    return model
+
+
+def reading_metrics(preds: list[str], rows: list[dict]) -> dict:
+    out = {"cer": character_error_rate(preds, [r["text"] for r in rows]),
+           "word_accuracy": word_accuracy(preds, [r["text"] for r in rows]), "num_images": len(rows)}
+    for tier in ("clean", "hard"):
+        idx = [i for i, r in enumerate(rows) if r["tier"] == tier]
+        if idx:
+            p, t = [preds[i] for i in idx], [rows[i]["text"] for i in idx]
+            out[tier] = {"cer": character_error_rate(p, t), "word_accuracy": word_accuracy(p, t), "num_images": len(idx)}
+    return out
+
+
+def main(argv=None):
+    try:
+        args = parse_args(argv)
+        cfg = load_config(args.config, args.set)
+        check_args(args, cfg)
+    except ConfigError as e:
+        exit_with(e, PROG)
+    try:
+        with library_progress_bars_off():
+            train(args, cfg)
+    except (ConfigError, DataSourceError) as e:
+        exit_with(e, PROG)
+
+
+def train(args, cfg):
+    tc, dc, ec = cfg["training"], cfg["data"], cfg["evaluation"]
+    output_dir = Path(args.output_dir)
+    if tc["num_threads"]:
+        torch.set_num_threads(tc["num_threads"])
+    cpu = args.cpu or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    mp = tc["mixed_precision"]
+    if mp == "auto":
+        mp = "bf16" if (not cpu and torch.cuda.is_bf16_supported()) else "no"
+    accelerator = Accelerator(cpu=cpu, mixed_precision=mp, gradient_accumulation_steps=tc["gradient_accumulation_steps"],
+                              project_config=ProjectConfiguration(project_dir=str(output_dir)),
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    world, rank, main_proc = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    set_seed(tc["seed"])
+
+    # ---- data (built once by the main process, cached) and the processor ----------------------------------------
+    data_kw = dict(n_train=dc["n_train"], n_val=dc["n_val"], n_test=dc["n_test"], tier=dc["tier"], fonts=dc["fonts"],
+                   words=dc["words"], seed=dc["seed"], cache_dir=dc["cache_dir"])
+    with accelerator.main_process_first():
+        train_stream = load_text_images(**data_kw, streaming=True)["train"] if dc["streaming"] else None
+        # val/test as Arrow (each row depends only on seed, split and index: the same rows whatever n_train); with
+        # streaming, the Arrow train split only feeds the palette fit, so a few hundred rows
+        data = load_text_images(**dict(data_kw, n_train=min(dc["n_train"], 300)) if dc["streaming"] else data_kw)
+    palette_images = [data["train"][i]["image"] for i in range(min(300, len(data["train"])))]
+    processor = build_processor(cfg, palette_images)
+    model = build_model(cfg, processor)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    def collate(rows):
+        return training_batch(processor, [r["image"] for r in rows], [r["text"] for r in rows], dc["prompt"])
+
+    if train_stream is not None:  # each rank renders its own shards: no prepare() of this loader
+        train_ds = split_dataset_by_node(train_stream, rank=rank, world_size=world)
+        train_dl = DataLoader(train_ds, batch_size=tc["per_device_batch_size"], collate_fn=collate)
+    else:
+        train_dl = DataLoader(data["train"], batch_size=tc["per_device_batch_size"], shuffle=True, collate_fn=collate)
+    val_dl = DataLoader(data["validation"], batch_size=tc["per_device_batch_size"], collate_fn=collate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc["learning_rate"], weight_decay=tc["weight_decay"],
+                                  betas=(tc["adam_beta1"], tc["adam_beta2"]))
+    model, optimizer, val_dl = accelerator.prepare(model, optimizer, val_dl)
+    if train_stream is None:
+        train_dl = accelerator.prepare(train_dl)
+    unwrapped = accelerator.unwrap_model(model)
+    ranks = gather_object([rank])  # the ranks that answer through the process group (the 2-rank test reads this)
+    if main_proc:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "training_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        n_tok = [processor.num_image_tokens(im) for im in palette_images[:100]]
+        print(f"[pixeltok] world_size={world} ranks={ranks} model={cfg['model']['type']} parameters={n_params:,} "
+              f"vocab={len(processor.tokenizer)} tokens/image={np.mean(n_tok):.0f}", flush=True)
+
+    state = {"step": 0, "micro_step": 0, "epoch": 0, "train_time_s": 0.0, "train_tokens": 0,
+             "best_val_loss": None, "log_history": []}
+    if args.resume_from_checkpoint:
+        ckpt = checkpoint_dirs(output_dir)[-1] if args.resume_from_checkpoint == "latest" \
+            else Path(args.resume_from_checkpoint)
+        accelerator.load_state(str(ckpt))
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+
+    @torch.no_grad()
+    def validate() -> dict:
+        model.eval()
+        tot = torch.zeros(2, device=accelerator.device)
+        for batch in val_dl:
+            logits = model(input_ids=batch["input_ids"]).logits  # right-padded: see the training step
+            lab = batch["labels"][:, 1:]
+            nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), lab, reduction="sum",
+                                                    ignore_index=-100)
+            tot += torch.stack([nll, (lab != -100).sum().float()])
+        tot = accelerator.reduce(tot, "sum")
+        rows = [data["validation"][i] for i in range(min(ec["val_samples"], len(data["validation"])))]
+        with accelerator.split_between_processes(rows) as mine:
+            preds = read(unwrapped, processor, [r["image"] for r in mine], prompt=dc["prompt"],
+                         max_new_tokens=ec["max_new_tokens"], batch_size=ec["generation_batch_size"]) if mine else []
+        preds = gather_object(preds)
+        model.train()
+        return {"val_loss": float(tot[0] / tot[1]), "val_cer": character_error_rate(preds, [r["text"] for r in rows])}
+
+    def save_checkpoint():
+        path = output_dir / "checkpoints" / f"step_{state['step']}"
+        accelerator.save_state(str(path))
+        if main_proc:
+            (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
+            for old in checkpoint_dirs(output_dir)[: -tc["save_total_limit"]]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    # ---- train: the run ends at max_steps or at the training-time budget, the LR schedule follows that end -------
+    budget_s = tc["time_budget_minutes"] * 60 if tc["time_budget_minutes"] else None
+    progress_bar = tqdm(total=tc["max_steps"], initial=state["step"], desc="train", disable=not main_proc)
+    model.train()
+    t0, tokens, running, running_n, done = time.perf_counter(), 0, 0.0, 0, False
+    while not done:
+        if train_stream is not None:
+            train_ds.set_epoch(state["epoch"])
+        skip = state["micro_step"] - state["epoch"] * len(train_dl) if train_stream is None else 0
+        epoch_dl = accelerator.skip_first_batches(train_dl, skip) if skip > 0 else train_dl
+        for batch in epoch_dl:
+            elapsed = state["train_time_s"] + time.perf_counter() - t0
+            if budget_s:  # every rank must agree on where the run is: the slowest clock decides
+                elapsed = float(accelerator.reduce(torch.tensor(elapsed, device=accelerator.device), "max"))
+            progress = max(state["step"] / tc["max_steps"], elapsed / budget_s if budget_s else 0.0)
+            for g in optimizer.param_groups:
+                g["lr"] = tc["learning_rate"] * lr_factor(progress, state["step"], tc)
+            with accelerator.accumulate(model):
+                # right padding under a causal mask: no real token attends a pad, and pads carry no loss, so the
+                # attention mask is left out and attention takes its fast unmasked causal kernel (about 6x on CPU)
+                loss = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and tc["max_grad_norm"]:
+                    accelerator.clip_grad_norm_(model.parameters(), tc["max_grad_norm"])
+                optimizer.step()
+                optimizer.zero_grad()
+            state["micro_step"] += 1
+            tokens += int(batch["attention_mask"].sum())
+            running, running_n = running + float(loss.detach()), running_n + 1
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            progress_bar.update(1)
+            done = state["step"] >= tc["max_steps"] or (budget_s is not None and elapsed >= budget_s)
+            if state["step"] % tc["log_every"] == 0 or done:
+                rec = {"step": state["step"], "train_loss": running / running_n, "lr": optimizer.param_groups[0]["lr"],
+                       "train_minutes": elapsed / 60}
+                state["log_history"].append(rec)
+                progress_bar.set_postfix(loss=f"{rec['train_loss']:.3f}")
+                running, running_n = 0.0, 0
+            if state["step"] % tc["eval_every"] == 0 or done:
+                t_eval = time.perf_counter()
+                rec = {"step": state["step"], **validate(), "train_minutes": elapsed / 60}
+                t0 += time.perf_counter() - t_eval  # the budget counts training time only
+                state["log_history"].append(rec)
+                progress_bar.set_postfix(loss=f"{state['log_history'][-2]['train_loss']:.3f}", val_cer=f"{rec['val_cer']:.3f}")
+                if state["best_val_loss"] is None or rec["val_loss"] < state["best_val_loss"]:
+                    state["best_val_loss"] = rec["val_loss"]
+            if state["step"] % tc["save_every"] == 0 or done:
+                state["train_time_s"] += time.perf_counter() - t0
+                state["train_tokens"] += int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), "sum"))
+                t0, tokens = time.perf_counter(), 0
+                save_checkpoint()
+            if done:
+                break
+        else:
+            state["epoch"] += 1
+    progress_bar.close()
+
+    # ---- held-out test: read every test image (fonts and words never seen in training) ---------------------------
+    rows = [data["test"][i] for i in range(len(data["test"]) if ec["test_samples"] is None
+                                            else min(ec["test_samples"], len(data["test"])))]
+    t_read = time.perf_counter()
+    with accelerator.split_between_processes(rows) as mine:
+        preds = read(unwrapped, processor, [r["image"] for r in mine], prompt=dc["prompt"],
+                     max_new_tokens=ec["max_new_tokens"], batch_size=ec["generation_batch_size"]) if mine else []
+    preds = gather_object(preds)
+    read_s = time.perf_counter() - t_read
+    test = reading_metrics(preds, rows)
+    test["tokens_per_image"] = float(np.mean([processor.num_image_tokens(r["image"]) for r in rows]))
+    test["images_per_second"] = len(rows) / read_s
+    test["examples"] = [{"text": r["text"], "read": p, "tier": r["tier"], "font": r["font"]}
+                        for r, p in list(zip(rows, preds))[:12]]
+    with torch.no_grad():
+        checksum = float(sum(p.double().sum() for p in unwrapped.parameters()))
+    agree = len(set(gather_object([checksum]))) == 1  # DDP kept the replicas identical
+
+    if main_proc:
+        results = {
+            "model_name": args.hub_model_id.split("/")[-1] if args.hub_model_id else output_dir.name,
+            "hub_model_id": args.hub_model_id, "pixeltok_version": pixeltok.__version__, "num_parameters": n_params,
+            "model_type": cfg["model"]["type"], "model_config": cfg["model"]["config"], "processor": cfg["processor"],
+            "tokenizer": cfg["tokenizer"]["name"], "dataset": dict(data_kw, splits={k: len(v) for k, v in data.items()},
+                                                                   streaming=dc["streaming"]),
+            "training": {"world_size": world, "steps": state["step"], "device": accelerator.device.type,
+                         "mixed_precision": mp, "train_minutes": state["train_time_s"] / 60,
+                         "tokens_per_second": state["train_tokens"] / max(state["train_time_s"], 1e-9),
+                         "hyperparameters": tc}, "test": test, "hub": cfg["hub"]}
+        unwrapped.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=1))
+        (output_dir / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        card = render_reader_model_card(results, repo_id=args.hub_model_id)
+        card.save(output_dir / "README.md")
+        print(f"[pixeltok] world_size={world} replicas_agree={agree} steps={state['step']} test_cer={test['cer']:.4f} "
+              f"clean_cer={test.get('clean', {}).get('cer', float('nan')):.4f} "
+              f"hard_cer={test.get('hard', {}).get('cer', float('nan')):.4f}", flush=True)
+        if args.push_to_hub:
+            from huggingface_hub import CommitOperationAdd, HfApi
+
+            kw = {"token": args.hub_token, "revision": args.revision}
+            unwrapped.push_to_hub(args.hub_model_id, private=args.private, commit_message="Reader model (pixeltok)", **kw)
+            processor.push_to_hub(args.hub_model_id, private=args.private, commit_message="PixelTextProcessor", **kw)
+            files = ("eval_results.json", "training_config.yaml", "trainer_state.json")
+            HfApi(token=args.hub_token).create_commit(
+                args.hub_model_id, [CommitOperationAdd(f, str(output_dir / f)) for f in files],
+                revision=args.revision, commit_message="Held-out reading results, config and curves")
+            card.push_to_hub(args.hub_model_id, token=args.hub_token, revision=args.revision,
+                             commit_message="Model card with held-out CER")
+    accelerator.wait_for_everyone()
+    if world > 1:  # gloo's teardown can deadlock under the GIL (see train_pxby.py): leave once every rank is done
+        os._exit(0)
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""recipes/train_lm.py: any causal LM reads words written as pixel tokens; 1 process, 2 real CPU ranks on the
+streaming path, resume, outputs that load with the Auto classes, `pixeltok read`, and one-line config errors."""
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from launching import accelerate_launch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "recipes" / "configs" / "lm_tiny.yaml"
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("train_lm", ROOT / "recipes" / "train_lm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run_one(tmp_path_factory):
+    """``python recipes/train_lm.py --config recipes/configs/lm_tiny.yaml --output_dir DIR`` exactly as the config's
+    comment gives it (no data argument), stopped at step 3, then resumed to the config's 6 steps."""
+    out = tmp_path_factory.mktemp("lm") / "run"
+    cmd = [sys.executable, str(ROOT / "recipes" / "train_lm.py"), "--config", str(TINY), "--output_dir", str(out)]
+    first = subprocess.run(cmd + ["--set", "training.max_steps=3"], capture_output=True, text=True, timeout=300,
+                           cwd=ROOT)
+    assert first.returncode == 0, first.stderr[-4000:]
+    resumed = subprocess.run(cmd + ["--resume_from_checkpoint", "latest"], capture_output=True, text=True,
+                             timeout=300, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    return out, first, resumed
+
+
+def test_one_process_run_resumes_and_leaves_loadable_outputs(run_one):
+    out, first, resumed = run_one
+    for r in (first, resumed):
+        assert "Traceback" not in r.stderr and "warn" not in r.stderr.lower(), r.stderr[-3000:]
+        assert [ln for ln in r.stdout.splitlines() if ln.startswith("[pixeltok]")], r.stdout
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["step"] == 6 and [h["step"] for h in state["log_history"] if "train_loss" in h] == list(range(1, 7))
+    results = json.loads((out / "eval_results.json").read_text())
+    test = results["test"]
+    assert set(test) >= {"cer", "word_accuracy", "clean", "hard", "tokens_per_image", "images_per_second"}
+    assert test["num_images"] == 16 and test["clean"]["num_images"] + test["hard"]["num_images"] == 16
+    assert results["training"]["world_size"] == 1 and results["training"]["tokens_per_second"] > 0
+    card = (out / "README.md").read_text()
+    assert "character error rate" in card and f"{100 * test['cer']:.2f}%" in card
+
+    import pixeltok
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    proc = AutoProcessor.from_pretrained(out)
+    assert type(proc) is pixeltok.PixelTextProcessor and (proc.scan, proc.image_height) == ("columns", 12)
+    word = Image.new("RGB", (40, 14), (240, 240, 240))
+    texts = pixeltok.reader.read(model, proc, [word, np.zeros((20, 30, 3), np.uint8)], max_new_tokens=4)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_pixeltok_read_prints_one_line_per_image(run_one, tmp_path, capsys):
+    from pixeltok.cli import main
+
+    out = run_one[0]
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (30, 12), "white").save(a)
+    Image.new("L", (50, 20), 30).save(b)
+    assert main(["read", str(a), str(b), "--model", str(out), "--max-new-tokens", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split("\t")[0] for ln in lines] == [str(a), str(b)]
+    assert main(["read", str(a), "--model", str(out), "--json", "--max-new-tokens", "3"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["image"] == str(a) and set(rows[0]) == {"image", "text", "mean_logprob", "tokens"}
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    for path in (bad, empty):
+        assert main(["read", str(a), str(path), "--model", str(out)]) == 2
+        err = capsys.readouterr()
+        assert err.out == "" and err.err.startswith("pixeltok read: error: ") and len(err.err.splitlines()) == 1
+
+
+def test_two_cpu_ranks_on_the_streaming_path(tmp_path):
+    out = tmp_path / "run2"
+    log = accelerate_launch("train_lm.py", "--config", str(TINY), "--output_dir", str(out),
+                            "--set", "data.streaming=true", timeout=300)
+    assert re.findall(r"\[pixeltok\] world_size=(\d+) ranks=(\[.*?\]) ", log) == [("2", "[0, 1]")], log[-3000:]
+    assert "replicas_agree=True" in log and "Traceback" not in log
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["training"]["world_size"] == 2 and results["dataset"]["streaming"] is True
+    assert results["test"]["num_images"] == 16  # the test split gathered from both ranks, every image once
+
+
+@pytest.mark.parametrize("setting,needle", [
+    ("model.type=vit", "not a transformers causal LM type"),
+    ("model.config={hidden_sise: 8}", "model.config.hidden_sise is not a field"),
+    ("model.config={vocab_size: 8}", "set from the tokenizer"),
+    ("processor.layout=spiral", "processor.layout"),
+    ("training.learning_rate=fast", "expected a number"),
+    ("training.max_stepz=3", "unknown key training.max_stepz"),
+    ("data.tier=medium", "data.tier"),
+    ("model.init_from=./no/such/model", "not found: ./no/such/model"),
+])
+def test_config_errors_are_one_line_before_any_process_group(tmp_path, capsys, monkeypatch, setting, needle):
+    recipe = load_recipe()
+
+    def trap(*a, **k):
+        raise AssertionError("an Accelerator was created before the config was checked")
+
+    monkeypatch.setattr(recipe, "Accelerator", trap)
+    with pytest.raises(SystemExit) as e:
+        recipe.main(["--config", str(TINY), "--output_dir", str(tmp_path / "o"), "--set", setting])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("train_lm.py: error: ") and needle in err, err
