@@ -163,11 +163,14 @@ def cmd_compress(args) -> int:
     model = checkpoint_arg(args.model)
     from .compression import compress
 
-    data, stats = compress(str(image), model=model, progress=True, return_stats=True)
+    data, stats = compress(str(image), model=model, tile_size=args.tile, progress=True, return_stats=True)
     with atomic_output(out) as f:
         f.write(data)
     n_sub = stats["sub_pixels"]
-    how = f"{stats['tiles']} tiles" if stats["payload"] == "coded" else "stored raw (coding would be larger)"
+    if stats["payload"] != "coded":
+        how = "stored raw (coding would be larger)"
+    else:
+        how = "whole image" if stats.get("layout") == "whole" else f"{stats['tiles']} independent tiles"
     print(f"{args.image} -> {args.output}: {len(data)} bytes, {len(data) * 8 / n_sub:.3f} bits per sub-pixel "
           f"(ideal {stats['ideal_bits'] / n_sub:.3f}), {how}")
     return 0
@@ -271,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="input image (PNG, JPEG, ...; RGB or grayscale, 8-bit, no alpha)")
     p.add_argument("-o", "--output", required=True, help="output .ptk file")
     p.add_argument("--model", default=None, help="codec checkpoint folder (default: the shipped model)")
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="code independent NxN tiles (random access; default: the whole image as one unit)")
     add_force_arg(p)
     p.set_defaults(func=cmd_compress)
 

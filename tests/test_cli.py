@@ -110,9 +110,15 @@ def test_bad_input_ends_in_one_clear_line(tmp_path, capsys, sprite, case):
     assert sorted(os.listdir(tmp_path)) == before  # nothing written, not even a partial file
 
 
-def test_compress_decompress_round_trip(tmp_path, capsys, sprite):
+@pytest.mark.parametrize("tile", [None, "8"])
+def test_compress_decompress_round_trip(tmp_path, capsys, tile):
+    from skimage import data as skdata
+
+    sprite = tmp_path / "photo.png"  # a real photo crop: it codes smaller than raw (random pixels are stored)
+    Image.fromarray(skdata.astronaut()[100:124, 200:230]).save(sprite)
     ptk, back = tmp_path / "s.ptk", tmp_path / "back.png"
-    assert run(capsys, "compress", str(sprite), "-o", str(ptk))[0] == 0
+    rc, out, _ = run(capsys, "compress", str(sprite), "-o", str(ptk), *(["--tile", tile] if tile else []))
+    assert rc == 0 and ("whole image" in out if tile is None else "independent tiles" in out), out
     assert run(capsys, "decompress", str(ptk), "-o", str(back))[0] == 0
     assert np.array_equal(np.asarray(Image.open(back)), np.asarray(Image.open(sprite)))
 

@@ -276,3 +276,14 @@ def test_compiled_kernel_equals_the_numpy_reference(k):
         np.testing.assert_array_equal(coder.mixture_freqs(p, fast=True), coder.mixture_freqs(p, fast=False))
     fast = coder.mixture_freqs(golden_params(), fast=True)
     assert hashlib.sha256(fast.astype("<i8").tobytes()).hexdigest() == GOLDEN_FREQS_SHA256
+
+
+def test_table_kernel_leaves_torch_threads_alone():
+    """numba's parallel launch used to reset torch's thread count (OMP_NUM_THREADS=1 became 2 threads)."""
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        coder.mixture_freqs(random_params(2000, 6, 5))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(n)

@@ -6,7 +6,7 @@ row, per mixture component with a non-zero weight, per bin edge ``j``: ``t = A +
 Because ``B > 0`` the edges below ``t = 0`` give exactly ``sig = 0`` (DSIG[0] = QSIG[0] = 0) and those from
 ``t >> 16 >= 11264`` exactly ``2**30`` (DSIG[11264] = 0), so the loop only visits the edges in between and adds the
 saturated constant to the rest: a component a few levels wide costs ~100 edges, not 255. One fused pass per row
-instead of ~10 numpy passes over ``(rows, 255)`` int64 arrays; rows in parallel (numba threads).
+instead of ~10 numpy passes over ``(rows, 255)`` int64 arrays (one thread, see :func:`freqs`).
 
 ``numba`` is optional: without it ``coder`` uses the numpy path (same tables, several times slower).
 """
@@ -23,14 +23,14 @@ except ImportError:  # pragma: no cover
 AVAILABLE = numba is not None
 
 if AVAILABLE:
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True)
     def _freqs_kernel(a0, b0, wn, dsig, qsig, fb, sig_last, cdf_shift, cdf_bits, freq_bits, out):
         n, K = a0.shape
         top = np.int64(sig_last) << fb  # t from which t >> fb >= sig_last: saturated at 2**30
         one30 = qsig[sig_last] >> fb
         total_f = np.int64(1) << freq_bits
         scale = total_f - 256
-        for r in numba.prange(n):
+        for r in range(n):
             acc = np.zeros(255, dtype=np.int64)
             for k in range(K):
                 w = wn[r, k]
@@ -132,12 +132,10 @@ def edge_terms(params: np.ndarray, tb: dict, c) -> tuple[np.ndarray, np.ndarray,
 
 def freqs(a0: np.ndarray, b0: np.ndarray, wn: np.ndarray, dsig: np.ndarray, qsig: np.ndarray, fb: int,
           cdf_shift: int, cdf_bits: int, freq_bits: int) -> np.ndarray:
+    """One thread: numba's parallel launch (OpenMP layer) resets torch's thread count (OMP_NUM_THREADS=1 became 2,
+    oversubscribing a shared machine), and the kernel is ~10% of a pixel's cost next to the network."""
     out = np.empty((a0.shape[0], 256), dtype=np.int64)
     _freqs_kernel(np.ascontiguousarray(a0), np.ascontiguousarray(b0), np.ascontiguousarray(wn), dsig, qsig, fb,
                   len(dsig) - 1, cdf_shift, cdf_bits, freq_bits, out)
     return out
 
-
-def set_threads(n: int) -> None:
-    if AVAILABLE:
-        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
