@@ -64,6 +64,23 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see --help)")
 
 
+def _not_cpu_kernel_advice(record) -> bool:
+    return "falling back to its reference PyTorch implementation" not in record.getMessage()
+
+
+def quiet_cpu_kernel_advice() -> None:
+    """transformers advises installing CUDA-only kernels (mamba_ssm, causal_conv1d) whenever it runs a reference
+    implementation; on a machine without CUDA there is nothing to install, so that advice is dropped there."""
+    import logging
+
+    import torch
+
+    if not torch.cuda.is_available():
+        log = logging.getLogger("transformers.integrations.hub_kernels")
+        if _not_cpu_kernel_advice not in log.filters:
+            log.addFilter(_not_cpu_kernel_advice)
+
+
 @contextlib.contextmanager
 def library_progress_bars_off():
     """The libraries' own bars (datasets' split generation and map, transformers' "Writing model shards" and

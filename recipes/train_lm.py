@@ -51,7 +51,8 @@ from pixeltok.data import DataSourceError, load_text_images
 from pixeltok.evaluation import character_error_rate, word_accuracy
 from pixeltok.hub_cards import render_reader_model_card
 from pixeltok.reader import read, training_batch
-from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_with, library_progress_bars_off
+from pixeltok.scripts import (ArgumentParser, ConfigError, check_exists, exit_with, library_progress_bars_off,
+                              quiet_cpu_kernel_advice)
 from pixeltok.tokenization.processing_pixel_text import (init_pixel_embeddings, prepare_image,
                                                           resize_embeddings_for_pixels)
 
@@ -229,8 +230,9 @@ def build_model(cfg: dict, processor):
     config = AutoConfig.for_model(mc["type"], **fields, vocab_size=len(tok), pad_token_id=tok.pad_token_id,
                                   bos_token_id=tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id,
                                   eos_token_id=tok.eos_token_id)
-    config.loss_type = "ForCausalLM"
     model = AutoModelForCausalLM.from_config(config)
+    if model.loss_type is None:  # classes not named *ForCausalLM (GPT2LMHeadModel) would warn on every run
+        model.loss_type = "ForCausalLM"
     if mc["embedding_init"] == "structured":  # pixel rows from CIELAB / sinusoids, text rows as initialised
         init_pixel_embeddings(model, processor)
     return model
@@ -254,6 +256,7 @@ def main(argv=None):
         check_args(args, cfg)
     except ConfigError as e:
         exit_with(e, PROG)
+    quiet_cpu_kernel_advice()
     try:
         with library_progress_bars_off():
             train(args, cfg)
