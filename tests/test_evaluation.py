@@ -179,3 +179,30 @@ def test_generate_window_pairs_with_a_pxby_model():
     assert row["num_samples"] == 2 and 0 <= row["hamming"] <= 1
     with pytest.raises(ValueError, match="long enough"):
         generate_window_pairs(model, tok, [seqs[0][:50]], show_progress=False)
+
+
+def _levenshtein(a: str, b: str) -> int:  # the textbook dynamic programme, as the reference
+    d = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(b) + 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
+    return d[-1]
+
+
+def test_edit_distance_cer_and_word_accuracy():
+    from hypothesis import given, settings, strategies as st
+
+    from pixeltok.evaluation import character_error_rate, edit_distance, word_accuracy
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.text(alphabet="abcé1 ", max_size=12), st.text(alphabet="abcé1 ", max_size=12))
+    def same_as_reference(a, b):
+        assert edit_distance(a, b) == _levenshtein(a, b)
+
+    same_as_reference()
+    assert character_error_rate(["helo", "world"], ["hello", "world"]) == 0.1
+    assert character_error_rate(["abcdef"], ["ab"]) == 2.0  # insertions count: CER can exceed 1
+    assert word_accuracy(["a", "B"], ["a", "b"]) == 0.5
+    with pytest.raises(ValueError, match="2 predictions but 1 references"):
+        character_error_rate(["a", "b"], ["a"])
