@@ -102,7 +102,8 @@ def test_tables_are_identical_in_encoder_and_decoder(model, monkeypatch):
         seen[side].append(f)
         return f
 
-    monkeypatch.setattr(wavefront, "mixture_freqs", spy)
+    monkeypatch.setattr(wavefront, "mixture_freqs", spy)  # the encoder's tables
+    monkeypatch.setattr(coder, "mixture_freqs", spy)  # the decoder's (coder.decode_front)
     monkeypatch.setattr(wavefront, "ENCODE_CHUNK_PIXELS", 37)
     data = compress(img, model=model)
     side = "dec"

@@ -434,6 +434,24 @@ def encode_tiles(model, tiles: list[np.ndarray], batch_size: int = 16, progress:
 
 
 @torch.no_grad()
+def decode_front(model, a, hid, delta_rows: np.ndarray, floor, decs: list, fam, channels: int, n: int) -> torch.Tensor:
+    """Decode one wavefront step: ``n`` pixels from each of ``len(decs)`` streams (rows ``j*n:(j+1)*n`` belong to
+    stream ``j``), channel by channel, each channel's tables conditioned on the ones already decoded. ``delta_rows``:
+    ``(len(decs) * n, channels)`` scale offsets. Returns ``(len(decs) * n, 3)`` int64 levels (grey: G = B = R)."""
+    rows = len(decs) * n
+    prev = torch.zeros(rows, 3, dtype=torch.int64)
+    for c in range(channels):
+        params = adapt_mod.apply_scale_offsets(model.exact_head(c, a, hid, prev), delta_rows[:, c], floor)
+        f = mixture_freqs(params).astype(np.float64)
+        col = np.empty(rows, dtype=np.int64)
+        for j, dec in enumerate(decs):
+            col[j * n:(j + 1) * n] = dec.decode(fam, f[j * n:(j + 1) * n])
+        prev[:, c] = torch.from_numpy(col)
+    if channels == 1:  # grayscale: G = B = the coded value
+        prev[:, 1:] = prev[:, :1]
+    return prev
+
+
 def decode_tiles(model, streams: list[bytes], shapes: list[tuple[int, int]], batch_size: int = 64,
                  progress: bool = False, channels: int = 3) -> list[np.ndarray]:
     """Inverse of :func:`encode_tiles`: decodes many same-shape tiles in lock-step (batch over tiles).
@@ -477,16 +495,7 @@ def decode_tiles(model, streams: list[bytes], shapes: list[tuple[int, int]], bat
                 ys, xs = torch.from_numpy(sy), torch.from_numpy(sx)
                 feats = model.gather_context(canvas, ys, xs).reshape(b * n, -1)
                 a, hid = model.exact_trunk(feats)
-                prev = torch.zeros(b * n, 3, dtype=torch.int64)
-                for c in range(channels):
-                    params = adapt_mod.apply_scale_offsets(model.exact_head(c, a, hid, prev), np.repeat(deltas[:, c], n), floor)
-                    f = mixture_freqs(params).astype(np.float64)
-                    col = np.empty(b * n, dtype=np.int64)
-                    for j, dec in enumerate(decs):
-                        col[j * n:(j + 1) * n] = dec.decode(fam, f[j * n:(j + 1) * n])
-                    prev[:, c] = torch.from_numpy(col)
-                if channels == 1:  # grayscale: G = B = the coded value
-                    prev[:, 1:] = prev[:, :1]
+                prev = decode_front(model, a, hid, np.repeat(deltas, n, axis=0), floor, decs, fam, channels, n)
                 vals = prev.reshape(b, n, 3)
                 levels[:, ys, xs, :] = vals
                 canvas[:, ys + c0, xs + x0, :3] = (2.0 * vals.to(torch.float64) - 255.0) / 256.0

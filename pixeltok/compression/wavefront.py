@@ -25,15 +25,13 @@ one wavefront step in the decoder: see :func:`peak_bytes`.
 
 from __future__ import annotations
 
-import math
-
 import constriction
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import adapt as adapt_mod
-from .coder import CODER_ID, FREQ_BITS, _family, _offset_model, mixture_freqs
+from .coder import CODER_ID, FREQ_BITS, _family, _offset_model, decode_front, mixture_freqs
 from .format import min_stream_bytes
 
 ADAPT_BLOCK = 32  # default adaptation block of version-3 files
@@ -255,17 +253,8 @@ def decode_units(model, streams: list[bytes], h: int, w: int, block: int, channe
             continue
         a = canvas.exact_features(ys, xs)
         hid = model.exact_trunk_int(a)
-        prev = torch.zeros(b * n, 3, dtype=torch.int64)
         d_rows = deltas[:, ys // block, xs // block, :].reshape(b * n, channels)
-        for c in range(channels):
-            params = adapt_mod.apply_scale_offsets(model.exact_head(c, a, hid, prev), d_rows[:, c], floor)
-            f = mixture_freqs(params).astype(np.float64)
-            col = np.empty(b * n, dtype=np.int64)
-            for j, dec in enumerate(decs):
-                col[j * n:(j + 1) * n] = dec.decode(fam, f[j * n:(j + 1) * n])
-            prev[:, c] = torch.from_numpy(col)
-        if channels == 1:  # grayscale: G = B = the coded value
-            prev[:, 1:] = prev[:, :1]
+        prev = decode_front(model, a, hid, d_rows, floor, decs, fam, channels, n)
         canvas.put(ys, xs, prev.numpy().reshape(b, n, 3))
         if bar is not None:
             bar.update(b * n)

@@ -88,6 +88,15 @@ class PokemonConfig(datasets.BuilderConfig):
     errors: str = "raise"
 
 
+def sprite_features(windows: bool) -> datasets.Features:
+    """The columns of every sprite + caption builder (this one and :mod:`pixeltok.data.synthetic`)."""
+    f = {"name": datasets.Value("string"), "image": datasets.Image(), "caption": datasets.Value("string"),
+         "input_ids": datasets.List(datasets.Value("int16"))}
+    if windows:
+        f["pixelbyte"] = datasets.Array3D(shape=(None, 3, 3), dtype="int16")
+    return datasets.Features(f)
+
+
 class Pokemon(datasets.GeneratorBasedBuilder):
     """Sprites + captions -> ``name``, ``image``, ``caption``, ``input_ids`` (+ ``pixelbyte``) with seeded splits."""
 
@@ -98,11 +107,7 @@ class Pokemon(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "default"
 
     def _info(self) -> datasets.DatasetInfo:
-        f = {"name": datasets.Value("string"), "image": datasets.Image(), "caption": datasets.Value("string"),
-             "input_ids": datasets.List(datasets.Value("int16"))}
-        if self.config.windows:
-            f["pixelbyte"] = datasets.Array3D(shape=(None, 3, 3), dtype="int16")
-        return datasets.DatasetInfo(description=describe_config(self.config), features=datasets.Features(f),
+        return datasets.DatasetInfo(description=describe_config(self.config), features=sprite_features(self.config.windows),
                                     homepage="https://huggingface.co/datasets/ffurfaro/PixelBytes-Pokemon")
 
     # -- splits -------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ._common import describe_config, normalize_caption, run_builder, split_assignment
+from .pokemon import sprite_features
 
 SOURCE = "synthetic"  # the name load_pokemon accepts for this source
 
@@ -137,11 +138,7 @@ class SyntheticSprites(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "default"
 
     def _info(self) -> datasets.DatasetInfo:
-        f = {"name": datasets.Value("string"), "image": datasets.Image(), "caption": datasets.Value("string"),
-             "input_ids": datasets.List(datasets.Value("int16"))}
-        if self.config.windows:
-            f["pixelbyte"] = datasets.Array3D(shape=(None, 3, 3), dtype="int16")
-        return datasets.DatasetInfo(description=describe_config(self.config), features=datasets.Features(f))
+        return datasets.DatasetInfo(description=describe_config(self.config), features=sprite_features(self.config.windows))
 
     def _split_generators(self, dl_manager):
         c = self.config
