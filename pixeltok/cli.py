@@ -88,10 +88,10 @@ def _tokenizer(args, palette: str | None = None, layout: str | None = None):
 
         pixeltok._register_all()
         return AutoTokenizer.from_pretrained(checkpoint_arg(args.tokenizer, "--tokenizer"))
-    from .tokenization import PixelTokenizer
+    from .tokenization.pixel_image import PixelImageCodec  # PixelTokenizer's image logic without transformers
 
-    return PixelTokenizer(palette=palette or args.palette or "named128", layout=layout or args.layout or "grouped",
-                          max_side=args.max_side, resize=args.resize)
+    return PixelImageCodec(palette=palette or args.palette or "named128", layout=layout or args.layout or "grouped",
+                           max_side=args.max_side, resize=args.resize)
 
 
 def _add_tok_args(p: argparse.ArgumentParser, infer: bool = False) -> None:

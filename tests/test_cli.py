@@ -34,8 +34,14 @@ def sprite(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["palettes", "-v"], ["encode", "--help"]])
-def test_light_commands_start_without_torch_or_transformers(argv):
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["palettes", "-v"], ["encode", "--help"], ["encode"],
+                                  ["decode"]])
+def test_light_commands_start_without_torch_or_transformers(argv, tmp_path):
+    if argv in (["encode"], ["decode"]):  # a real round trip through files
+        Image.new("RGB", (5, 4), (200, 10, 10)).save(tmp_path / "a.png")
+        assert main(["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.txt")]) == 0
+        argv = ["encode", str(tmp_path / "a.png")] if argv == ["encode"] else \
+            ["decode", str(tmp_path / "a.txt"), "-o", str(tmp_path / "b.png")]
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "pixeltok", *argv], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
