@@ -249,6 +249,15 @@ def reading_metrics(preds: list[str], rows: list[dict]) -> dict:
     return out
 
 
+def endless(loader, dataset, epoch: int):
+    """Batches of a streaming loader, epoch after epoch (a new shuffle seed each time), without end: the training
+    loop, identical on every rank, decides when to stop."""
+    while True:
+        dataset.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
 def main(argv=None):
     try:
         args = parse_args(argv)
@@ -357,10 +366,11 @@ def train(args, cfg):
     model.train()
     t0, tokens, running, running_n, done = time.perf_counter(), 0, 0.0, 0, False
     while not done:
-        if train_stream is not None:
-            train_ds.set_epoch(state["epoch"])
-        skip = state["micro_step"] - state["epoch"] * len(train_dl) if train_stream is None else 0
-        epoch_dl = accelerator.skip_first_batches(train_dl, skip) if skip > 0 else train_dl
+        if train_stream is not None:  # each rank cycles its own shards (their lengths may differ by a batch)
+            epoch_dl = endless(train_dl, train_ds, state["epoch"])
+        else:
+            skip = state["micro_step"] - state["epoch"] * len(train_dl)
+            epoch_dl = accelerator.skip_first_batches(train_dl, skip) if skip > 0 else train_dl
         for batch in epoch_dl:
             elapsed = state["train_time_s"] + time.perf_counter() - t0
             if budget_s:  # every rank must agree on where the run is: the slowest clock decides

@@ -91,8 +91,11 @@ def test_pixeltok_read_prints_one_line_per_image(run_one, tmp_path, capsys):
 
 def test_two_cpu_ranks_on_the_streaming_path(tmp_path):
     out = tmp_path / "run2"
+    # 65 streamed rows split 32 / 33 between the ranks: 8 batches of 4 on one, 9 on the other. 20 steps run past the
+    # end of both shares: each rank cycles its own share and the two still step (and all-reduce) in lock-step
     log = accelerate_launch("train_lm.py", "--config", str(TINY), "--output_dir", str(out),
-                            "--set", "data.streaming=true", timeout=300)
+                            "--set", "data.streaming=true", "--set", "data.n_train=65",
+                            "--set", "training.max_steps=20", timeout=300)
     assert re.findall(r"\[pixeltok\] world_size=(\d+) ranks=(\[.*?\]) ", log) == [("2", "[0, 1]")], log[-3000:]
     assert "replicas_agree=True" in log and "Traceback" not in log
     results = json.loads((out / "eval_results.json").read_text())
