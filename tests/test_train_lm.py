@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -26,22 +27,42 @@ def load_recipe():
 
 
 @pytest.fixture(scope="module")
-def run_one(tmp_path_factory):
+def run_one(tmp_path_factory, hub_server):
     """``python recipes/train_lm.py --config recipes/configs/lm_tiny.yaml --output_dir DIR`` exactly as the config's
-    comment gives it (no data argument), stopped at step 3, then resumed to the config's 6 steps."""
+    comment gives it (no data argument), stopped at step 3, then resumed to the config's 6 steps and pushed to the
+    local Hub."""
     out = tmp_path_factory.mktemp("lm") / "run"
+    repo_id = f"{hub_server.user}/tiny-reader-{uuid.uuid4().hex[:8]}"
     cmd = [sys.executable, str(ROOT / "recipes" / "train_lm.py"), "--config", str(TINY), "--output_dir", str(out)]
     first = subprocess.run(cmd + ["--set", "training.max_steps=3"], capture_output=True, text=True, timeout=300,
                            cwd=ROOT)
     assert first.returncode == 0, first.stderr[-4000:]
-    resumed = subprocess.run(cmd + ["--resume_from_checkpoint", "latest"], capture_output=True, text=True,
-                             timeout=300, cwd=ROOT)
+    resumed = subprocess.run(cmd + ["--resume_from_checkpoint", "latest", "--push_to_hub", "--hub_model_id", repo_id,
+                                    "--private"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    return out, first, resumed
+    return out, first, resumed, repo_id
+
+
+def test_the_pushed_reader_loads_from_the_hub_with_its_card(run_one):
+    import pixeltok
+    from huggingface_hub import HfApi, ModelCard
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    out, _, _, repo_id = run_one
+    files = set(HfApi().list_repo_files(repo_id))
+    assert {"model.safetensors", "processor_config.json", "tokenizer_config.json", "eval_results.json",
+            "trainer_state.json", "training_config.yaml", "README.md"} <= files
+    card = ModelCard.load(repo_id)
+    assert card.data.pipeline_tag == "image-to-text" and "character error rate" in card.text
+    proc, model = AutoProcessor.from_pretrained(repo_id), AutoModelForCausalLM.from_pretrained(repo_id)
+    local = AutoModelForCausalLM.from_pretrained(out)
+    img = Image.new("RGB", (30, 12), (10, 200, 90))
+    assert pixeltok.reader.read(model, proc, [img], max_new_tokens=4) == \
+        pixeltok.reader.read(local, AutoProcessor.from_pretrained(out), [img], max_new_tokens=4)
 
 
 def test_one_process_run_resumes_and_leaves_loadable_outputs(run_one):
-    out, first, resumed = run_one
+    out, first, resumed, _ = run_one
     for r in (first, resumed):
         assert "Traceback" not in r.stderr and "warn" not in r.stderr.lower(), r.stderr[-3000:]
         assert [ln for ln in r.stdout.splitlines() if ln.startswith("[pixeltok]")], r.stdout
