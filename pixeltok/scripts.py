@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 
 _FILE_SUFFIX = re.compile(r"\.(parquet|arrow|jsonl?|csv|ya?ml|png|gif|jpe?g|bmp|tiff?|webp|txt|ptk|tar|gz|tgz|zip|bin|"
                           r"pt|safetensors)$", re.I)
@@ -54,6 +55,13 @@ def check_exists(path: str, what: str) -> str:
     if looks_like_path(path) and not os.path.exists(full):
         raise ConfigError(f"not found: {path} ({what})")
     return full if looks_like_path(path) else path
+
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    """A recipe's ``output_dir/checkpoints/step_N`` folders that hold a ``trainer_state.json``, oldest step first."""
+    found = [(int(m.group(1)), p) for p in (Path(output_dir) / "checkpoints").glob("step_*")
+             if (m := re.fullmatch(r"step_(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
+    return [p for _, p in sorted(found)]
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -62,7 +62,7 @@ def run_row(name: str, overrides: str, args) -> dict:
     out = Path(args.output_dir) / name.replace("=", "-")
     if (out / "eval_results.json").is_file():
         return json.loads((out / "eval_results.json").read_text())
-    sets = [s for s in (overrides.split(" --set ") if overrides else [])]
+    sets = overrides.split(" --set ") if overrides else []
     cmd = [sys.executable, str(HERE / "train_lm.py"), "--config", args.base, "--output_dir", str(out),
            "--set", f"training.time_budget_minutes={args.budget_minutes}"]
     for s in sets + list(args.set):

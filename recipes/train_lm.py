@@ -30,7 +30,6 @@ import copy
 import json
 import math
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -51,8 +50,8 @@ from pixeltok.data import DataSourceError, load_text_images
 from pixeltok.evaluation import character_error_rate, word_accuracy
 from pixeltok.hub_cards import render_reader_model_card
 from pixeltok.reader import read, training_batch
-from pixeltok.scripts import (ArgumentParser, ConfigError, check_exists, exit_with, library_progress_bars_off,
-                              quiet_cpu_kernel_advice)
+from pixeltok.scripts import (ArgumentParser, ConfigError, check_exists, checkpoint_dirs, exit_with,
+                              library_progress_bars_off, quiet_cpu_kernel_advice)
 from pixeltok.tokenization.processing_pixel_text import (init_pixel_embeddings, prepare_image,
                                                           resize_embeddings_for_pixels)
 
@@ -168,12 +167,6 @@ def check_model(mc: dict, path: str) -> None:
             raise ConfigError(f"{path}: model.config.{k} is not a field of {mc['type']}'s config")
         if k in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id"):
             raise ConfigError(f"{path}: model.config.{k} is set from the tokenizer; remove it")
-
-
-def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    found = [(int(m.group(1)), p) for p in (output_dir / "checkpoints").glob("step_*")
-             if (m := re.fullmatch(r"step_(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
-    return [p for _, p in sorted(found)]
 
 
 def check_args(args, cfg) -> None:

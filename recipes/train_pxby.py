@@ -47,7 +47,8 @@ from pixeltok.evaluation import generation_metrics, reduce_token_stats, token_st
 from pixeltok.evaluation.generation import generate_window_pairs
 from pixeltok.hub_cards import render_pxby_model_card
 from pixeltok.models.pxby import PxByConfig, PxByForCausalLM
-from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_with, library_progress_bars_off
+from pixeltok.scripts import (ArgumentParser, ConfigError, check_exists, checkpoint_dirs, exit_with,
+                              library_progress_bars_off)
 from pixeltok.tokenization.pixelbytes import PixelBytesTokenizer
 
 logger = get_logger("pixeltok.train_pxby", log_level="INFO")
@@ -261,12 +262,6 @@ def evaluate_tokens(model, dataloader, accelerator) -> dict:
     model.train()
     s = torch.cat(stats).double().cpu()
     return reduce_token_stats(s[:, 0], s[:, 1], s[:, 2])
-
-
-def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    found = [(int(m.group(1)), p) for p in (output_dir / "checkpoints").glob("step_*")
-             if (m := re.fullmatch(r"step_(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
-    return [p for _, p in sorted(found)]
 
 
 def main(argv=None):

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from transformers import AddedToken, BatchFeature, ProcessorMixin
 
-from .image_io import ImageInput, ImageInputError, prepare_reader_image, to_rgba
+from .image_io import ImageInput, prepare_reader_image, to_rgba
 from .palettes import Palette, rgb_to_lab
 from .pixel_codec import LAYOUTS, TokenFormatError, as_id_array, pad_rows
 from .tokenization_pixel import PixelTokenizer
@@ -362,8 +362,7 @@ def _flat_images(images) -> list:
 
 
 __all__ = ["PixelTextProcessor", "prepare_image", "pixel_token_name", "pixel_embedding_init", "init_pixel_embeddings",
-           "resize_embeddings_for_pixels",
-           "ImageInputError"]
+           "resize_embeddings_for_pixels"]
 
 # a saved processor folder carries this file and its relative imports (auto_map), for trust_remote_code=True
 PixelTextProcessor.register_for_auto_class("AutoProcessor")
