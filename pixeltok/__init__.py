@@ -28,11 +28,12 @@ _LAZY_ATTRS = {
     "PixelBytesTokenizer": "tokenization.pixelbytes", "build_windows": "tokenization.pixelbytes",
     "pixelize": "tokenization.pixelbytes",
     "PxByConfig": "models.pxby", "PxByForCausalLM": "models.pxby", "PxByModel": "models.pxby",
+    "DeDiffusionConfig": "models.dediffusion", "DeDiffusionEncoder": "models.dediffusion",
     "compress": "compression", "decompress": "compression", "load_codec_model": "compression",
     "load_pokemon": "data", "load_cifar_tiles": "data", "load_metric": "evaluation",
 }
 _LAZY_SUBMODULES = ("data", "compression", "evaluation", "hub_cards", "tiling", "cli", "tokenization", "models",
-                    "reader", "scripts")
+                    "reader", "drawing", "scripts")
 
 
 def _register_all() -> None:

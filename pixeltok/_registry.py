@@ -2,7 +2,7 @@
 
 After it, ``AutoTokenizer.from_pretrained(folder)`` resolves ``PixelTokenizer``/``PixelTokenizerFast`` by the
 ``tokenizer_class`` in ``tokenizer_config.json`` without ``trust_remote_code``, ``AutoProcessor`` resolves
-``PixelTextProcessor``, and ``AutoModel`` resolves the codec model. (PxBy registers itself when ``pixeltok.models.pxby`` is imported, which this does.)
+``PixelTextProcessor``, and ``AutoModel`` resolves the codec model. (PxBy and De-Diffusion register themselves when ``pixeltok.models`` is imported, which this does.)
 """
 
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
@@ -27,7 +27,7 @@ def register_all() -> None:
     from transformers import AutoModel, AutoProcessor
 
     from .compression.model import PixelContextCodecConfig, PixelContextCodecModel
-    from .models import pxby  # noqa: F401  (registers PxBy's config, models and tokenizer)
+    from .models import dediffusion, pxby  # noqa: F401  (register their configs, models and PxBy's tokenizer)
 
     AutoConfig.register(PixelContextCodecConfig.model_type, PixelContextCodecConfig, exist_ok=True)
     AutoModel.register(PixelContextCodecConfig, PixelContextCodecModel, exist_ok=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["render_pxby_model_card", "render_reader_model_card", "cards_dir", "PAPER_RESULTS"]
+__all__ = ["render_pxby_model_card", "render_reader_model_card", "render_drawer_model_card", "render_dediffusion_model_card", "cards_dir", "PAPER_RESULTS"]
 
 # Reported in the paper (bi-LSTM PxBy + conv, D=81, hidden 32), on its training data.
 PAPER_RESULTS = {"config": "bi-LSTM PxBy+conv, D=81, hidden 32", "hamming": 0.149, "cosine": 0.906, "bleu": 0.785}
@@ -219,4 +219,88 @@ def render_reader_model_card(results: dict, *, repo_id: str | None = None, templ
         data_text=", ".join(f"{k}: {v}" for k, v in splits.items()) + f"; tier {data.get('tier')}, words "
                   f"{data.get('words')}, fonts {data.get('fonts')}, seed {data.get('seed')}",
         max_side=pc.get("max_side"), extra_limitations=hub.get("limitations") or "",
+        pixeltok_version=results.get("pixeltok_version") or pixeltok.__version__)
+
+
+def render_drawer_model_card(results: dict, *, repo_id: str | None = None, template_path=None):
+    """A drawing model's ``eval_results.json`` (``recipes/train_lm.py`` with ``data.task: draw``) ->
+    ``huggingface_hub.ModelCard``: held-out bits per image token given each kind of text, pixel accuracy of greedy
+    drawings, the usage snippet, hyper-parameters and data."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    import pixeltok
+
+    test, train, data = _require(results, "test"), _require(results, "training"), _require(results, "dataset")
+    pc, hub = results.get("processor") or {}, results.get("hub") or {}
+    model_name = results.get("model_name") or "pixeltok-drawer"
+    repo_id = repo_id or results.get("hub_model_id") or "<user>/<model>"
+    kinds = [(k, v) for k, v in test.items() if isinstance(v, dict) and "bits_per_image_token" in v]
+    source = data.get("source", "scenes")
+    evals = [EvalResult(task_type="text-to-image", task_name="drawing images as pixel tokens",
+                        dataset_type=f"pixeltok/{source}", dataset_name=f"{source} (text: {k})", dataset_config=k,
+                        dataset_split="test", metric_type="bits_per_image_token",
+                        metric_name=f"bits per image token given {k}", metric_value=float(v["bits_per_image_token"]))
+             for k, v in kinds]
+    card_data = ModelCardData(model_name=model_name, license=hub.get("license") or "apache-2.0",
+                              library_name="transformers", pipeline_tag="text-to-image",
+                              tags=list(dict.fromkeys(["pixeltok", "pixel-tokens", "text-to-image",
+                                                       results.get("model_type", "lm")] + list(hub.get("tags") or []))),
+                              eval_results=evals)
+    palette = pc.get("palette") if not pc.get("learned_colors") else f"learned {pc['learned_colors']}-colour"
+    if isinstance(palette, dict):
+        palette = f"{palette.get('name', 'custom')} ({len(palette.get('colors', []))} colours)"
+    summary = (f"{_fmt(train.get('steps'))} optimizer steps on {train.get('world_size')} process(es) "
+               f"({train.get('device')}, mixed precision {train.get('mixed_precision', 'no')}) in "
+               f"{_fmt(float(train.get('train_minutes', 0.0)))} training minutes, "
+               f"{_fmt(float(train.get('tokens_per_second', 0.0)))} tokens/s.")
+    rows = [{"text": k, "bits": f"{v['bits_per_image_token']:.4f}", "image_bits": _fmt(float(v["bits_per_image"])),
+             "acc": f"{100 * v['pixel_accuracy']:.1f}%" if "pixel_accuracy" in v else "n/a"} for k, v in kinds]
+    template = Path(template_path) if template_path else cards_dir() / "drawer_model_card.md"
+    return ModelCard.from_template(
+        card_data, template_path=str(template), model_name=model_name, repo_id=repo_id,
+        model_type=results.get("model_type"), num_parameters=_fmt(int(results.get("num_parameters", 0))),
+        palette=palette, layout=pc.get("layout"), pack=pc.get("pack", 1), tokenizer=results.get("tokenizer"),
+        rows=rows, tokens_per_image=_fmt(float(test.get("tokens_per_image", 0.0))), source=source,
+        examples="; ".join(f"`{e.get('caption', next(iter(e.values()), ''))}`" for e in test.get("examples", [])[:4]),
+        training_summary=summary,
+        hyperparameters=[(k, _fmt(v)) for k, v in (train.get("hyperparameters") or {}).items()],
+        data_text=", ".join(f"{k}: {v}" for k, v in (data.get("splits") or {}).items()) + f"; seed {data.get('seed')}",
+        pixeltok_version=results.get("pixeltok_version") or pixeltok.__version__)
+
+
+def render_dediffusion_model_card(results: dict, *, repo_id: str | None = None, template_path=None):
+    """A De-Diffusion encoder's ``eval_results.json`` (``recipes/train_dediffusion.py``) -> ``ModelCard``: held-out
+    bits per image token of the frozen decoder given the encoder's text, example texts, usage and training."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    import pixeltok
+
+    test, train, data = _require(results, "test"), _require(results, "training"), _require(results, "dataset")
+    hub, ec = results.get("hub") or {}, results.get("encoder_config") or {}
+    model_name = results.get("model_name") or "pixeltok-dediffusion"
+    repo_id = repo_id or results.get("hub_model_id") or "<user>/<model>"
+    source = data.get("source", "scenes")
+    evals = [EvalResult(task_type="image-to-text", task_name="De-Diffusion: images as text a decoder redraws",
+                        dataset_type=f"pixeltok/{source}", dataset_name=source, dataset_split="test",
+                        metric_type="bits_per_image_token", metric_name="bits per image token (frozen decoder)",
+                        metric_value=float(test["bits_per_image_token"]))]
+    card_data = ModelCardData(model_name=model_name, license=hub.get("license") or "apache-2.0",
+                              library_name="transformers", pipeline_tag="image-to-text",
+                              tags=list(dict.fromkeys(["pixeltok", "de-diffusion", "image-to-text"]
+                                                      + list(hub.get("tags") or []))), eval_results=evals)
+    template = Path(template_path) if template_path else cards_dir() / "dediffusion_model_card.md"
+    return ModelCard.from_template(
+        card_data, template_path=str(template), model_name=model_name, repo_id=repo_id,
+        num_parameters=_fmt(int(results.get("num_parameters", 0))), k=ec.get("num_queries"),
+        num_text_tokens=results.get("num_text_tokens"), decoder=results.get("decoder"), source=source,
+        bits=f"{float(test['bits_per_image_token']):.4f}", image_bits=_fmt(float(test.get("bits_per_image", 0.0))),
+        num_images=test.get("num_images"), examples=test.get("examples", [])[:6],
+        training_summary=(f"{_fmt(train.get('steps'))} optimizer steps on {train.get('world_size')} process(es) "
+                          f"({train.get('device')}) in {_fmt(float(train.get('train_minutes', 0.0)))} training minutes; "
+                          f"Gumbel temperature {ec.get('tau_start')} -> {ec.get('tau_end')} over "
+                          f"{ec.get('tau_decay_steps')} steps ({ec.get('tau_schedule')})."),
+        hyperparameters=[(k, _fmt(v)) for k, v in (train.get("hyperparameters") or {}).items()],
+        encoder_fields=[(k, _fmt(v)) for k, v in ec.items() if k in (
+            "image_height", "image_width", "patch_size", "hidden_size", "num_trunk_layers", "num_queries",
+            "num_pooler_layers", "num_attention_heads", "hard", "fit")],
         pixeltok_version=results.get("pixeltok_version") or pixeltok.__version__)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import math
 import os
 import re
 import sys
@@ -87,6 +89,14 @@ def quiet_cpu_kernel_advice() -> None:
         log = logging.getLogger("transformers.integrations.hub_kernels")
         if _not_cpu_kernel_advice not in log.filters:
             log.addFilter(_not_cpu_kernel_advice)
+    # accelerate's save_state notes that a tied lm_head (GPT-2) is stored once; from_pretrained re-ties it
+    log = logging.getLogger("accelerate.utils.other")
+    if _not_tied_weights_note not in log.filters:
+        log.addFilter(_not_tied_weights_note)
+
+
+def _not_tied_weights_note(record) -> bool:
+    return "Removed shared tensor" not in record.getMessage()
 
 
 @contextlib.contextmanager
@@ -107,3 +117,66 @@ def library_progress_bars_off():
             enable_progress_bars()
         if hf_was_on:
             hf_logging.enable_progress_bar()
+
+
+def check_value(where: str, value, default, choices=None, optional=False) -> None:
+    """``value`` against the type of its ``default`` (bools, numbers >= 0) and ``choices``; raises ConfigError."""
+    if value is None and (optional or default is None):
+        return
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}")
+    if isinstance(default, bool) or isinstance(value, bool):
+        if isinstance(default, bool) != isinstance(value, bool):
+            raise ConfigError(f"{where}: expected {'true/false' if isinstance(default, bool) else 'a number'}, "
+                              f"got {value!r}")
+    elif isinstance(default, (int, float)) and default is not None:
+        if not isinstance(value, (int, float)) or (isinstance(default, int) and not isinstance(value, int)
+                                                   and not isinstance(default, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{where}: must be >= 0, got {value!r}")
+
+
+def load_yaml_config(path: str, overrides: list[str], defaults: dict, choices: dict | None = None,
+                     optional: set | None = None) -> dict:
+    """A recipe's YAML config merged over ``defaults`` (sections of keys), ``--set SECTION.KEY=VALUE`` overrides
+    applied last. Unknown sections or keys, values of the wrong type, values outside ``choices[(section, key)]``
+    and negative numbers raise :class:`ConfigError` naming the file (or ``--set``) and the key; keys in
+    ``optional`` may be null."""
+    import yaml
+
+    check_exists(path, "--config")
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            user = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the config ({type(e).__name__}: {str(e).splitlines()[0]})")
+    if not isinstance(user, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections")
+    cfg = copy.deepcopy(defaults)
+    items = [(s, k, v, path) for s, vals in user.items() for k, v in (vals.items() if isinstance(vals, dict) else
+                                                                      [(None, vals)])]
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, _, k = key.partition(".")
+        if not sep or not k:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        items.append((section, k, yaml.safe_load(raw), "--set"))
+    for section, k, v, where in items:
+        if section not in cfg:
+            raise ConfigError(f"{where}: unknown section {section!r} (known: {sorted(cfg)})")
+        if k is None:
+            raise ConfigError(f"{where}: section {section!r} must be a mapping")
+        if k not in cfg[section]:
+            raise ConfigError(f"{where}: unknown key {section}.{k} (known: {sorted(cfg[section])})")
+        check_value(f"{where}: {section}.{k}", v, defaults[section][k], (choices or {}).get((section, k)),
+                    (section, k) in (optional or set()))
+        cfg[section][k] = v
+    return cfg
+
+
+def lr_factor(progress: float, step: int, tc: dict) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine from 1 to ``min_lr_ratio`` as ``progress`` goes 0 -> 1."""
+    warm = min(1.0, (step + 1) / tc["warmup_steps"]) if tc["warmup_steps"] else 1.0
+    cos = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return warm * (tc["min_lr_ratio"] + (1 - tc["min_lr_ratio"]) * cos)

@@ -26,7 +26,6 @@ group starts.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -46,12 +45,16 @@ from tqdm.auto import tqdm
 
 import pixeltok
 from pixeltok import PixelTextProcessor, PixelTokenizer
-from pixeltok.data import DataSourceError, load_text_images
+from pixeltok.tokenization.palettes import Palette, get_palette
+from pixeltok.tokenization.text_bpe import train_bpe_tokenizer
+from pixeltok.data import DATA_KEYS, DataSourceError, load_source
+from pixeltok.data.scenes import scene_palette
+from pixeltok.drawing import draw_batch, greedy_draw, image_bits, pixel_accuracy
 from pixeltok.evaluation import character_error_rate, word_accuracy
-from pixeltok.hub_cards import render_reader_model_card
+from pixeltok.hub_cards import render_drawer_model_card, render_reader_model_card
 from pixeltok.reader import read, training_batch
 from pixeltok.scripts import (ArgumentParser, ConfigError, check_exists, checkpoint_dirs, exit_with,
-                              library_progress_bars_off, quiet_cpu_kernel_advice)
+                              library_progress_bars_off, load_yaml_config, lr_factor, quiet_cpu_kernel_advice)
 from pixeltok.tokenization.processing_pixel_text import (init_pixel_embeddings, prepare_image,
                                                           resize_embeddings_for_pixels)
 
@@ -60,21 +63,29 @@ PROG = "train_lm.py"
 # Defaults of every config field; a YAML config overrides any subset (unknown keys are an error).
 DEFAULTS = {
     "model": {"type": "llama", "config": {}, "init_from": None, "embedding_init": "mean"},
-    "tokenizer": {"name": "byt5"},  # "byt5" (transformers.ByT5Tokenizer, no files) or a tokenizer folder / Hub id
+    # name: "byt5" (transformers.ByT5Tokenizer, no files), "bpe" (a byte-level BPE of vocab_size trained on the
+    # first train_rows training texts; phrases: tokens may span words within a ", " clause) or a folder / Hub id
+    "tokenizer": {"name": "byt5", "vocab_size": 512, "phrases": True, "train_rows": 5000},
     "processor": {"palette": "named128", "learned_colors": None, "layout": "raster", "scan": "rows",
-                  "max_side": 96, "image_height": None, "grayscale": False},
-    "data": {"n_train": 20000, "n_val": 500, "n_test": 1000, "tier": "mixed", "fonts": "matplotlib",
-             "words": "wamerican", "seed": 0, "streaming": False, "prompt": "<image>", "cache_dir": None},
+                  "max_side": 96, "image_height": None, "grayscale": False, "normalize": False, "pack": 1},
+    "data": {"source": "text_images", "task": "read", "n_train": 20000, "n_val": 500, "n_test": 1000,
+             "tier": "mixed", "fonts": "matplotlib", "words": "wamerican", "options": {}, "seed": 0,
+             "streaming": False, "prompt": "<image>", "cache_dir": None,
+             # task draw: the text before each image is one of `captions` (columns, picked at random), or nothing
+             # with probability caption_dropout; clause_dropout drops each ", "-separated clause (one always stays)
+             "captions": ["caption", "short_caption"], "caption_dropout": 0.1, "clause_dropout": 0.0},
     "training": {"seed": 0, "per_device_batch_size": 16, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
                  "min_lr_ratio": 0.1, "weight_decay": 0.01, "adam_beta1": 0.9, "adam_beta2": 0.98, "warmup_steps": 100,
                  "max_steps": 5000, "time_budget_minutes": None, "max_grad_norm": 1.0, "log_every": 10,
                  "eval_every": 250, "save_every": 250, "save_total_limit": 2, "mixed_precision": "auto",
                  "num_threads": None},
-    "evaluation": {"val_samples": 64, "test_samples": None, "max_new_tokens": 24, "generation_batch_size": 32},
+    "evaluation": {"val_samples": 64, "test_samples": None, "max_new_tokens": 24, "generation_batch_size": 32,
+                   "draw_samples": 32},
     "hub": {"license": "apache-2.0", "tags": []},
 }
 CHOICES = {("processor", "layout"): ("raster", "grouped", "runs"), ("processor", "scan"): ("rows", "columns"),
-           ("data", "tier"): ("clean", "hard", "mixed"), ("model", "embedding_init"): ("mean", "structured"),
+           ("data", "tier"): ("clean", "hard", "mixed"), ("data", "source"): ("text_images", "scenes"),
+           ("data", "task"): ("read", "draw"), ("model", "embedding_init"): ("mean", "structured"),
            ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16")}
 OPTIONAL = {("model", "init_from"), ("processor", "learned_colors"), ("processor", "image_height"),
             ("data", "cache_dir"), ("training", "time_budget_minutes"), ("training", "num_threads"),
@@ -100,52 +111,9 @@ def parse_args(argv=None):
     return args
 
 
-def check_value(where: str, value, default, choices=None, optional=False) -> None:
-    if value is None and (optional or default is None):
-        return
-    if choices and value not in choices:
-        raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}")
-    if isinstance(default, bool) or isinstance(value, bool):
-        if isinstance(default, bool) != isinstance(value, bool):
-            raise ConfigError(f"{where}: expected {'true/false' if isinstance(default, bool) else 'a number'}, "
-                              f"got {value!r}")
-    elif isinstance(default, (int, float)) and default is not None:
-        if not isinstance(value, (int, float)) or (isinstance(default, int) and not isinstance(value, int)
-                                                   and not isinstance(default, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{where}: must be >= 0, got {value!r}")
-
-
 def load_config(path: str, overrides: list[str]) -> dict:
     """YAML merged over DEFAULTS, ``--set`` applied last; unknown keys and bad values raise ConfigError."""
-    check_exists(path, "--config")
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            user = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read the config ({type(e).__name__}: {str(e).splitlines()[0]})")
-    if not isinstance(user, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of sections")
-    cfg = copy.deepcopy(DEFAULTS)
-    items = [(s, k, v, path) for s, vals in user.items() for k, v in (vals.items() if isinstance(vals, dict) else
-                                                                      [(None, vals)])]
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        section, _, k = key.partition(".")
-        if not sep or not k:
-            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        items.append((section, k, yaml.safe_load(raw), "--set"))
-    for section, k, v, where in items:
-        if section not in cfg:
-            raise ConfigError(f"{where}: unknown section {section!r} (known: {sorted(cfg)})")
-        if k is None:
-            raise ConfigError(f"{where}: section {section!r} must be a mapping")
-        if k not in cfg[section]:
-            raise ConfigError(f"{where}: unknown key {section}.{k} (known: {sorted(cfg[section])})")
-        check_value(f"{where}: {section}.{k}", v, DEFAULTS[section][k], CHOICES.get((section, k)),
-                    (section, k) in OPTIONAL)
-        cfg[section][k] = v
+    cfg = load_yaml_config(path, overrides, DEFAULTS, CHOICES, OPTIONAL)
     if not isinstance(cfg["model"]["config"], dict):
         raise ConfigError(f"{path}: model.config must be a mapping of the model config's fields")
     check_model(cfg["model"], path)
@@ -170,9 +138,29 @@ def check_model(mc: dict, path: str) -> None:
 
 
 def check_args(args, cfg) -> None:
+    pc, dc = cfg["processor"], cfg["data"]
+    if dc["task"] == "draw" and (not isinstance(dc["captions"], list) or not dc["captions"]
+                                 or not all(isinstance(c, str) for c in dc["captions"])):
+        raise ConfigError(f"data.captions: expected a list of column names, got {dc['captions']!r}")
+    if not isinstance(dc["options"], dict):
+        raise ConfigError(f"data.options: expected a mapping of builder options, got {dc['options']!r}")
+    for k in ("caption_dropout", "clause_dropout"):
+        if not 0 <= dc[k] <= 1:
+            raise ConfigError(f"data.{k}: expected a probability in 0..1, got {dc[k]!r}")
+    if not isinstance(pc["pack"], int) or pc["pack"] < 1:
+        raise ConfigError(f"processor.pack: expected an int >= 1, got {pc['pack']!r}")
+    pal = config_palette(pc["palette"])
+    try:
+        n_colours = pc["learned_colors"] or len(Palette.from_dict(pal) if isinstance(pal, dict) else get_palette(pal))
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"processor.palette: {e}") from None
+    if pc["pack"] > 1 and (pc["layout"] != "raster" or n_colours > 16 or n_colours ** pc["pack"] > 65536):
+        raise ConfigError(f"processor.pack={pc['pack']} needs layout raster and a palette of <= 16 colours with "
+                          f"colours ** pack <= 65536 (got layout {pc['layout']!r}, {n_colours} colours; set "
+                          f"processor.learned_colors)")
     if cfg["model"]["init_from"]:
         check_exists(cfg["model"]["init_from"], "model.init_from")
-    if cfg["tokenizer"]["name"] != "byt5":
+    if cfg["tokenizer"]["name"] not in ("byt5", "bpe"):
         check_exists(cfg["tokenizer"]["name"], "tokenizer.name")
     ckpt = args.resume_from_checkpoint
     if ckpt == "latest" and not checkpoint_dirs(Path(args.output_dir)):
@@ -181,16 +169,18 @@ def check_args(args, cfg) -> None:
         raise ConfigError(f"--resume_from_checkpoint {ckpt}: not a checkpoint (no trainer_state.json)")
 
 
-def lr_factor(progress: float, step: int, tc: dict) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine from 1 to ``min_lr_ratio`` as ``progress`` goes 0 -> 1."""
-    warm = min(1.0, (step + 1) / tc["warmup_steps"]) if tc["warmup_steps"] else 1.0
-    cos = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return warm * (tc["min_lr_ratio"] + (1 - tc["min_lr_ratio"]) * cos)
+def config_palette(palette):
+    """``processor.palette``: a built-in name, ``scenes`` (the scenes builder's exact colours) or a palette dict."""
+    return scene_palette() if palette == "scenes" else palette
 
 
-def build_processor(cfg: dict, train_images) -> PixelTextProcessor:
+def build_processor(cfg: dict, train_images, bpe_dir: Path | None = None) -> PixelTextProcessor:
     pc = cfg["processor"]
-    if cfg["tokenizer"]["name"] == "byt5":
+    if cfg["tokenizer"]["name"] == "bpe":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(bpe_dir)
+    elif cfg["tokenizer"]["name"] == "byt5":
         from transformers import ByT5Tokenizer
 
         tokenizer = ByT5Tokenizer()
@@ -200,12 +190,14 @@ def build_processor(cfg: dict, train_images) -> PixelTextProcessor:
         tokenizer = AutoTokenizer.from_pretrained(cfg["tokenizer"]["name"])
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    palette = pc["palette"]
+    palette = config_palette(pc["palette"])
     if pc["learned_colors"]:  # fitted to the training images as the processor will see them
-        prepared = [prepare_image(im, pc["image_height"], pc["max_side"], pc["grayscale"]) for im in train_images]
+        prepared = [prepare_image(im, pc["image_height"], pc["max_side"], pc["grayscale"], pc["normalize"],
+                                  opaque=pc["pack"] > 1) for im in train_images]
         palette = PixelTokenizer.train_palette(prepared, pc["learned_colors"], name="learned").color_palette
     return PixelTextProcessor(tokenizer, palette=palette, layout=pc["layout"], scan=pc["scan"],
-                              max_side=pc["max_side"], image_height=pc["image_height"], grayscale=pc["grayscale"])
+                              max_side=pc["max_side"], image_height=pc["image_height"], grayscale=pc["grayscale"],
+                              normalize=pc["normalize"], pack=pc["pack"])
 
 
 def build_model(cfg: dict, processor):
@@ -229,6 +221,58 @@ def build_model(cfg: dict, processor):
     if mc["embedding_init"] == "structured":  # pixel rows from CIELAB / sinusoids, text rows as initialised
         init_pixel_embeddings(model, processor)
     return model
+
+
+def load_data(dc: dict, n_train: int, streaming: bool = False):
+    """The ``data.source`` builder's ``DatasetDict`` (``IterableDatasetDict`` when streaming)."""
+    try:
+        return load_source(**{k: dc[k] for k in DATA_KEYS}, n_train=n_train, streaming=streaming)
+    except (TypeError, ValueError) as e:  # an unknown or bad builder option
+        raise ConfigError(f"data.options: {e}") from None
+
+
+class CaptionPicker:
+    """The text each drawing sample is conditioned on: one of ``captions`` at random, clauses dropped, or none."""
+
+    def __init__(self, dc: dict, seed: int):
+        self.columns, self.rng = dc["captions"], np.random.default_rng(seed)
+        self.dropout, self.clause_dropout = dc["caption_dropout"], dc["clause_dropout"]
+
+    def __call__(self, row: dict) -> str:
+        if self.rng.random() < self.dropout:
+            return ""
+        text = row[self.columns[int(self.rng.integers(len(self.columns)))]]
+        if self.clause_dropout:
+            clauses = text.split(", ")
+            keep = [c for c in clauses if self.rng.random() >= self.clause_dropout]
+            text = ", ".join(keep or [clauses[int(self.rng.integers(len(clauses)))]])
+        return text
+
+
+def drawing_metrics(model, processor, rows: list[dict], columns: list[str], draw_samples: int, batch_size: int,
+                    accelerator) -> dict:
+    """Bits per image token of the test images given each caption column and given no text, and the pixel accuracy
+    of a greedy drawing of ``draw_samples`` of them (processors with ``pack > 1``)."""
+    out = {}
+    images = [r["image"] for r in rows]
+    for name in list(columns) + ["none"]:
+        texts = [r[name] for r in rows] if name != "none" else [""] * len(rows)
+        with accelerator.split_between_processes(list(zip(images, texts))) as mine:
+            bits = image_bits(model, processor, [m[0] for m in mine], [m[1] for m in mine],
+                              batch_size=batch_size).tolist() if mine else []
+        bits = np.asarray(gather_object(bits)).reshape(-1, 2)
+        rec = {"bits_per_image_token": float(bits[:, 0].sum() / bits[:, 1].sum()),
+               "bits_per_image": float(bits[:, 0].mean())}
+        if processor.pack > 1 and draw_samples:
+            sub = list(zip(images, texts))[:draw_samples]
+            with accelerator.split_between_processes(sub) as mine:
+                drawn = greedy_draw(model, processor, [m[1] for m in mine], [processor.quantize(m[0]).size
+                                                                             for m in mine],
+                                    batch_size=batch_size) if mine else []
+                acc = [pixel_accuracy([d], [processor.quantize(m[0])]) for d, m in zip(drawn, mine)]
+            rec["pixel_accuracy"] = float(np.mean(gather_object(acc)))
+        out[name] = rec
+    return out
 
 
 def reading_metrics(preds: list[str], rows: list[dict]) -> dict:
@@ -282,27 +326,53 @@ def train(args, cfg):
     set_seed(tc["seed"])
 
     # ---- data (built once by the main process, cached) and the processor ----------------------------------------
-    data_kw = dict(n_train=dc["n_train"], n_val=dc["n_val"], n_test=dc["n_test"], tier=dc["tier"], fonts=dc["fonts"],
-                   words=dc["words"], seed=dc["seed"], cache_dir=dc["cache_dir"])
+    draw = dc["task"] == "draw"
+    data_kw = {k: dc[k] for k in ("source", "n_train", "n_val", "n_test", "seed", "options")}
+    if dc["source"] == "text_images":
+        data_kw.update(tier=dc["tier"], fonts=dc["fonts"], words=dc["words"])
     with accelerator.main_process_first():
-        train_stream = load_text_images(**data_kw, streaming=True)["train"] if dc["streaming"] else None
+        train_stream = load_data(dc, dc["n_train"], streaming=True)["train"] if dc["streaming"] else None
         # val/test as Arrow (each row depends only on seed, split and index: the same rows whatever n_train); with
         # streaming, the Arrow train split only feeds the palette fit, so a few hundred rows
-        data = load_text_images(**dict(data_kw, n_train=min(dc["n_train"], 300)) if dc["streaming"] else data_kw)
+        data = load_data(dc, min(dc["n_train"], 300) if dc["streaming"] else dc["n_train"])
+    text_column = "text" if dc["source"] == "text_images" else "caption"
+    if draw:
+        missing = [c for c in dc["captions"] if c not in data["train"].column_names]
+        if missing:
+            raise ConfigError(f"data.captions: {missing} not among the {dc['source']} columns "
+                              f"{data['train'].column_names}")
     palette_images = [data["train"][i]["image"] for i in range(min(300, len(data["train"])))]
-    processor = build_processor(cfg, palette_images)
+    bpe_dir = output_dir / "bpe_tokenizer"
+    if cfg["tokenizer"]["name"] == "bpe" and main_proc:  # trained once, on the main process; the others load it
+        columns = dc["captions"] if draw else [text_column]
+        source = train_stream if train_stream is not None else data["train"]
+        rows = [r for _, r in zip(range(cfg["tokenizer"]["train_rows"]), source)]
+        texts = [r[c] for r in rows for c in columns]
+        train_bpe_tokenizer(texts, cfg["tokenizer"]["vocab_size"], phrases=cfg["tokenizer"]["phrases"]) \
+            .save_pretrained(bpe_dir)
+    accelerator.wait_for_everyone()
+    processor = build_processor(cfg, palette_images, bpe_dir)
     model = build_model(cfg, processor)
     n_params = sum(p.numel() for p in model.parameters())
 
+    pick = CaptionPicker(dc, tc["seed"] * 1000 + rank)
+
     def collate(rows):
+        if draw:
+            return draw_batch(processor, [r["image"] for r in rows], [pick(r) for r in rows])
         return training_batch(processor, [r["image"] for r in rows], [r["text"] for r in rows], dc["prompt"])
+
+    def val_collate(rows):  # drawing is validated on the first caption column
+        if draw:
+            return draw_batch(processor, [r["image"] for r in rows], [r[dc["captions"][0]] for r in rows])
+        return collate(rows)
 
     if train_stream is not None:  # each rank renders its own shards: no prepare() of this loader
         train_ds = split_dataset_by_node(train_stream, rank=rank, world_size=world)
         train_dl = DataLoader(train_ds, batch_size=tc["per_device_batch_size"], collate_fn=collate)
     else:
         train_dl = DataLoader(data["train"], batch_size=tc["per_device_batch_size"], shuffle=True, collate_fn=collate)
-    val_dl = DataLoader(data["validation"], batch_size=tc["per_device_batch_size"], collate_fn=collate)
+    val_dl = DataLoader(data["validation"], batch_size=tc["per_device_batch_size"], collate_fn=val_collate)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc["learning_rate"], weight_decay=tc["weight_decay"],
                                   betas=(tc["adam_beta1"], tc["adam_beta2"]))
     model, optimizer, val_dl = accelerator.prepare(model, optimizer, val_dl)
@@ -336,6 +406,10 @@ def train(args, cfg):
                                                     ignore_index=-100)
             tot += torch.stack([nll, (lab != -100).sum().float()])
         tot = accelerator.reduce(tot, "sum")
+        model.train()
+        if draw:
+            return {"val_loss": float(tot[0] / tot[1]), "val_bits": float(tot[0] / tot[1]) / math.log(2)}
+        model.eval()
         rows = [data["validation"][i] for i in range(min(ec["val_samples"], len(data["validation"])))]
         with accelerator.split_between_processes(rows) as mine:
             preds = read(unwrapped, processor, [r["image"] for r in mine], prompt=dc["prompt"],
@@ -399,7 +473,8 @@ def train(args, cfg):
                 rec = {"step": state["step"], **validate(), "train_minutes": elapsed / 60}
                 t0 += time.perf_counter() - t_eval  # the budget counts training time only
                 state["log_history"].append(rec)
-                progress_bar.set_postfix(loss=f"{state['log_history'][-2]['train_loss']:.3f}", val_cer=f"{rec['val_cer']:.3f}")
+                key = "val_bits" if draw else "val_cer"
+                progress_bar.set_postfix(loss=f"{state['log_history'][-2]['train_loss']:.3f}", **{key: f"{rec[key]:.3f}"})
                 if state["best_val_loss"] is None or rec["val_loss"] < state["best_val_loss"]:
                     state["best_val_loss"] = rec["val_loss"]
             if state["step"] % tc["save_every"] == 0 or done:
@@ -417,16 +492,20 @@ def train(args, cfg):
     rows = [data["test"][i] for i in range(len(data["test"]) if ec["test_samples"] is None
                                             else min(ec["test_samples"], len(data["test"])))]
     t_read = time.perf_counter()
-    with accelerator.split_between_processes(rows) as mine:
-        preds = read(unwrapped, processor, [r["image"] for r in mine], prompt=dc["prompt"],
-                     max_new_tokens=ec["max_new_tokens"], batch_size=ec["generation_batch_size"]) if mine else []
-    preds = gather_object(preds)
-    read_s = time.perf_counter() - t_read
-    test = reading_metrics(preds, rows)
+    if draw:
+        test = drawing_metrics(unwrapped, processor, rows, dc["captions"], ec["draw_samples"],
+                               ec["generation_batch_size"], accelerator)
+        test["examples"] = [{c: r[c] for c in dc["captions"]} for r in rows[:6]]
+    else:
+        with accelerator.split_between_processes(rows) as mine:
+            preds = read(unwrapped, processor, [r["image"] for r in mine], prompt=dc["prompt"],
+                         max_new_tokens=ec["max_new_tokens"], batch_size=ec["generation_batch_size"]) if mine else []
+        preds = gather_object(preds)
+        test = reading_metrics(preds, rows)
+        test["examples"] = [{"text": r["text"], "read": p, "tier": r["tier"], "font": r["font"]}
+                            for r, p in list(zip(rows, preds))[:12]]
+    test["images_per_second"] = len(rows) / (time.perf_counter() - t_read)
     test["tokens_per_image"] = float(np.mean([processor.num_image_tokens(r["image"]) for r in rows]))
-    test["images_per_second"] = len(rows) / read_s
-    test["examples"] = [{"text": r["text"], "read": p, "tier": r["tier"], "font": r["font"]}
-                        for r, p in list(zip(rows, preds))[:12]]
     with torch.no_grad():
         checksum = float(sum(p.double().sum() for p in unwrapped.parameters()))
     agree = len(set(gather_object([checksum]))) == 1  # DDP kept the replicas identical
@@ -436,8 +515,8 @@ def train(args, cfg):
             "model_name": args.hub_model_id.split("/")[-1] if args.hub_model_id else output_dir.name,
             "hub_model_id": args.hub_model_id, "pixeltok_version": pixeltok.__version__, "num_parameters": n_params,
             "model_type": cfg["model"]["type"], "model_config": cfg["model"]["config"], "processor": cfg["processor"],
-            "tokenizer": cfg["tokenizer"]["name"], "dataset": dict(data_kw, splits={k: len(v) for k, v in data.items()},
-                                                                   streaming=dc["streaming"]),
+            "task": dc["task"], "tokenizer": cfg["tokenizer"]["name"],
+            "dataset": dict(data_kw, splits={k: len(v) for k, v in data.items()}, streaming=dc["streaming"]),
             "training": {"world_size": world, "steps": state["step"], "device": accelerator.device.type,
                          "mixed_precision": mp, "train_minutes": state["train_time_s"] / 60,
                          "tokens_per_second": state["train_tokens"] / max(state["train_time_s"], 1e-9),
@@ -446,23 +525,29 @@ def train(args, cfg):
         processor.save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=1))
         (output_dir / "trainer_state.json").write_text(json.dumps(state, indent=1))
-        card = render_reader_model_card(results, repo_id=args.hub_model_id)
+        card = (render_drawer_model_card if draw else render_reader_model_card)(results, repo_id=args.hub_model_id)
         card.save(output_dir / "README.md")
-        print(f"[pixeltok] world_size={world} replicas_agree={agree} steps={state['step']} test_cer={test['cer']:.4f} "
-              f"clean_cer={test.get('clean', {}).get('cer', float('nan')):.4f} "
-              f"hard_cer={test.get('hard', {}).get('cer', float('nan')):.4f}", flush=True)
+        if draw:
+            scores = " ".join(f"{k}_bits={v['bits_per_image_token']:.4f}" for k, v in test.items()
+                              if isinstance(v, dict) and "bits_per_image_token" in v)
+            print(f"[pixeltok] world_size={world} replicas_agree={agree} steps={state['step']} {scores}", flush=True)
+        else:
+            print(f"[pixeltok] world_size={world} replicas_agree={agree} steps={state['step']} "
+                  f"test_cer={test['cer']:.4f} clean_cer={test.get('clean', {}).get('cer', float('nan')):.4f} "
+                  f"hard_cer={test.get('hard', {}).get('cer', float('nan')):.4f}", flush=True)
         if args.push_to_hub:
             from huggingface_hub import CommitOperationAdd, HfApi
 
             kw = {"token": args.hub_token, "revision": args.revision}
-            unwrapped.push_to_hub(args.hub_model_id, private=args.private, commit_message="Reader model (pixeltok)", **kw)
+            unwrapped.push_to_hub(args.hub_model_id, private=args.private,
+                                  commit_message=f"{'Drawing' if draw else 'Reader'} model (pixeltok)", **kw)
             processor.push_to_hub(args.hub_model_id, private=args.private, commit_message="PixelTextProcessor", **kw)
             files = ("eval_results.json", "training_config.yaml", "trainer_state.json")
             HfApi(token=args.hub_token).create_commit(
                 args.hub_model_id, [CommitOperationAdd(f, str(output_dir / f)) for f in files],
-                revision=args.revision, commit_message="Held-out reading results, config and curves")
+                revision=args.revision, commit_message="Held-out results, config and curves")
             card.push_to_hub(args.hub_model_id, token=args.hub_token, revision=args.revision,
-                             commit_message="Model card with held-out CER")
+                             commit_message="Model card with held-out results")
     accelerator.wait_for_everyone()
     if world > 1:  # gloo's teardown can deadlock under the GIL (see train_pxby.py): leave once every rank is done
         os._exit(0)

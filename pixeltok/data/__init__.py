@@ -6,6 +6,9 @@
 - :func:`load_text_images` -- builder :class:`pixeltok.data.text_images.TextImages`: single words rendered with
   real fonts into small images (the reading task), clean and hard tiers, test fonts and words unseen in training;
   :func:`prepare_reader_image` fits any image to the reader's input.
+- :func:`load_scenes` -- builder :class:`pixeltok.data.scenes.Scenes`: procedurally drawn scenes of 1-4 coloured
+  shapes with complete grammar captions (``caption``) and one-object ``short_caption``s, content-disjoint splits;
+  :func:`pixeltok.data.scenes.scene_palette` is the palette of exactly their colours.
 - :func:`prepare_wesnoth` -- a real GPL sprite + caption corpus from Debian's ``wesnoth-1.16-data``, built locally.
 - :func:`render_dataset_card` / :func:`push_dataset_to_hub` -- dataset cards from ``hub_cards/`` templates and a
   push as parquet shards that ``load_dataset(repo_id, config)`` reads without pixeltok.
@@ -23,11 +26,13 @@ from pathlib import Path
 
 from ._common import (DataSourceError, fingerprint_source, is_hub_repo_id, is_url, normalize_caption, read_options,
                       run_builder)
+from .scenes import load_scenes
 from .text_images import load_text_images, prepare_reader_image
 from .wesnoth import prepare_wesnoth
 
 __all__ = ["load_pokemon", "load_cifar_tiles", "prepare_wesnoth", "render_dataset_card", "push_dataset_to_hub",
-           "with_windows", "DataSourceError", "normalize_caption", "load_text_images", "prepare_reader_image"]
+           "with_windows", "DataSourceError", "normalize_caption", "load_text_images", "prepare_reader_image", "load_source",
+           "load_scenes"]
 
 
 def load_pokemon(source, *, cache_dir=None, num_proc: int | None = None, streaming: bool = False, download_mode=None,
@@ -138,7 +143,8 @@ def with_windows(dataset, tokenizer=None, column: str = "pixelbyte"):
 # -- dataset cards ------------------------------------------------------------------------------------------------
 _CARD_KINDS = {"pokemon": ("dataset_pokemon.md", "pokemon", "PokemonConfig", "default"),
                "cifar_tiles": ("dataset_cifar_tiles.md", "cifar_tiles", "CifarTilesConfig", "tiles"),
-               "text_images": ("dataset_text_images.md", "text_images", "TextImagesConfig", "default")}
+               "text_images": ("dataset_text_images.md", "text_images", "TextImagesConfig", "default"),
+               "scenes": ("dataset_scenes.md", "scenes", "ScenesConfig", "default")}
 
 
 def _cards_dir() -> Path:
@@ -163,7 +169,7 @@ def render_dataset_card(kind: str, **facts):
     """Render ``hub_cards/dataset_{kind}.md`` into a ``huggingface_hub.DatasetCard``.
 
     Args:
-        kind: ``"pokemon"`` or ``"cifar_tiles"``.
+        kind: ``"pokemon"``, ``"cifar_tiles"``, ``"text_images"`` or ``"scenes"`` (``hub_cards/dataset_{kind}.md``).
         **facts: ``license`` (SPDX-like Hub id, required: e.g. ``"gpl-2.0"`` for Wesnoth sprites), ``source``
             (where the raw data came from, required), ``splits`` (``{split: num_rows}``) or ``dataset`` (the
             ``DatasetDict``, from which splits and features are read), ``options`` (the builder options passed to the
@@ -231,3 +237,23 @@ def push_dataset_to_hub(dataset_dict, repo_id: str, kind: str, *, config_name: s
                     repo_type="dataset", commit_message="Add dataset card (pixeltok)")
     return dataset_dict.push_to_hub(repo_id, config_name=config_name, token=token, private=private,
                                     max_shard_size=max_shard_size)
+
+
+# the fields of a recipe's ``data`` section that :func:`load_source` takes (with n_train and streaming)
+DATA_KEYS = ("source", "n_val", "n_test", "seed", "cache_dir", "options", "tier", "fonts", "words")
+
+
+def load_source(source: str, *, n_train: int, n_val: int, n_test: int, seed: int = 0, cache_dir=None,
+                streaming: bool = False, options: dict | None = None, tier: str = "mixed", fonts="matplotlib",
+                words="wamerican"):
+    """The recipes' one data path: ``source`` ``"text_images"`` (:func:`load_text_images`, with ``tier``,
+    ``fonts`` and ``words``) or ``"scenes"`` (:func:`load_scenes`), plus any builder ``options``.
+
+    Raises ``ValueError`` for an unknown source and the builder's ``TypeError`` / ``ValueError`` for bad options."""
+    kw = dict(n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, cache_dir=cache_dir, streaming=streaming,
+              **(options or {}))
+    if source == "scenes":
+        return load_scenes(**kw)
+    if source == "text_images":
+        return load_text_images(**kw, tier=tier, fonts=fonts, words=words)
+    raise ValueError(f"unknown data source {source!r}; choose 'text_images' or 'scenes'")

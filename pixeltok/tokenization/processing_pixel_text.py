@@ -16,6 +16,9 @@ numpy (quantize, then :class:`~pixeltok.tokenization.pixel_codec.PixelVocab`), n
 
 The layout is the Emu3 / Chameleon pattern with exact, lossless pixel tokens: ``raster`` is one colour token per
 pixel with a row-end token (like Emu3's ``height x (width + 1)``), ``grouped`` and ``runs`` are shorter.
+``pack=k`` (raster only) writes ``k`` consecutive pixels of a scan line as ONE token, ``<px_s_0031>`` (one palette
+digit per pixel): with a 4-grey palette, ``scan="columns"``, ``image_height=12`` and ``pack=6`` a column of a word
+image is two tokens, about 6x fewer than one per pixel, still exact.
 """
 
 from __future__ import annotations
@@ -63,6 +66,13 @@ class PixelTextProcessor(ProcessorMixin):
             :func:`~pixeltok.image_io.prepare_reader_image`), as a reader of one line of text wants.
         grayscale: quantize the luma instead of the colour (text read from coloured backgrounds: the contrast that
             matters survives a small palette of greys).
+        normalize: stretch each image's luma so its background (the median) is white and its ink (the far tail, 2nd
+            or 98th percentile, whichever lies farther from the median) black, whatever the colours and polarity were
+            (implies ``grayscale``): a palette of 2-4 greys then means the same thing in every image.
+        pack: pixels per token along each scan line (``raster`` only, palettes of at most 16 colours, at most 65,536
+            strip tokens). ``1`` is one colour token per pixel; with ``pack > 1`` transparency is composited over
+            white and a scan line is ``ceil(length / pack)`` strip tokens with no line-end token (the header's size
+            says where lines end).
     """
 
     tokenizer_class = "AutoTokenizer"
@@ -70,8 +80,8 @@ class PixelTextProcessor(ProcessorMixin):
 
     def __init__(self, tokenizer=None, palette: str | dict | Palette = "named128", layout: str = "raster",
                  max_side: int = 96, resize: str | None = None, scan: str = "rows", image_height: int | None = None,
-                 grayscale: bool = False, image_token: str = "<image>", boi_token: str = "<boi>",
-                 eoi_token: str = "<eoi>", **kwargs):
+                 grayscale: bool = False, normalize: bool = False, pack: int = 1, image_token: str = "<image>",
+                 boi_token: str = "<boi>", eoi_token: str = "<eoi>", **kwargs):
         if tokenizer is None:
             raise ValueError("PixelTextProcessor needs a text tokenizer (e.g. transformers.ByT5Tokenizer())")
         if layout not in LAYOUTS:
@@ -80,13 +90,21 @@ class PixelTextProcessor(ProcessorMixin):
             raise ValueError(f"unknown scan {scan!r}; choose 'rows' or 'columns'")
         if image_height is not None and not (isinstance(image_height, int) and 4 <= image_height <= min(128, max_side)):
             raise ValueError(f"image_height must be None or an int in 4..{min(128, max_side)}, got {image_height!r}")
-        self.scan, self.image_height, self.grayscale = scan, image_height, bool(grayscale)
+        self.scan, self.image_height, self.normalize = scan, image_height, bool(normalize)
+        self.grayscale = bool(grayscale) or self.normalize
         self._pixels = PixelTokenizer(palette=palette, layout=layout, max_side=max_side, resize=resize)
+        n_colours = len(self._pixels.color_palette)
+        if not (isinstance(pack, int) and not isinstance(pack, bool) and pack >= 1):
+            raise ValueError(f"pack must be an int >= 1, got {pack!r}")
+        if pack > 1 and (layout != "raster" or n_colours > 16 or n_colours ** pack > 65536):
+            raise ValueError(f"pack={pack} needs layout='raster' and a palette of at most 16 colours with at most "
+                             f"65,536 strips (colours ** pack); got layout={layout!r}, {n_colours} colours")
+        self.pack = pack
         self.palette = self._pixels.palette  # a name, or a learned palette's dict (what processor_config.json keeps)
         self.layout, self.max_side, self.resize = layout, int(max_side), resize
         self.image_token, self.boi_token, self.eoi_token = image_token, boi_token, eoi_token
         _add_pixel_vocabulary(tokenizer, self._pixels, layout, {"image_token": image_token, "boi_token": boi_token,
-                                                                "eoi_token": eoi_token})
+                                                                "eoi_token": eoi_token}, pack)
         super().__init__(tokenizer, **kwargs)
         self._build_tables()
 
@@ -104,7 +122,18 @@ class PixelTextProcessor(ProcessorMixin):
         self._to_text[pixel_ids] = text_ids
         self._to_pixel = np.full(max(len(tok), int(text_ids.max()) + 1), -1, np.int64)  # and back
         self._to_pixel[text_ids] = pixel_ids
+        self._strip_text = self._to_code = None
+        if self.pack > 1:  # strip code -> text id, and back
+            self._strip_text = np.asarray(tok.convert_tokens_to_ids(strip_token_names(self._n_colours, self.pack)))
+            self._to_code = np.full(max(len(self._to_pixel), int(self._strip_text.max()) + 1), -1, np.int64)
+            self._to_code[self._strip_text] = np.arange(len(self._strip_text))
+            self._to_pixel = np.pad(self._to_pixel, (0, len(self._to_code) - len(self._to_pixel)), constant_values=-1)
+            text_ids = np.concatenate([text_ids, self._strip_text])
         self.pixel_token_ids = np.sort(text_ids)
+
+    @property
+    def _n_colours(self) -> int:
+        return len(self._pixels.color_palette)
 
     # -- images -> ids -----------------------------------------------------------------------------------------------
     @property
@@ -117,12 +146,24 @@ class PixelTextProcessor(ProcessorMixin):
         idx = self._pixels.quantize_indices(self.prepare(image))
         if self.scan == "columns":
             idx = np.ascontiguousarray(idx.T)
-        return self._to_text[self._pixels._pixel_vocab.encode(idx, self.layout)]
+        if self.pack == 1:
+            return self._to_text[self._pixels._pixel_vocab.encode(idx, self.layout)]
+        rows, length = idx.shape
+        if max(rows, length) > self.max_side:
+            raise ValueError(f"image {idx.shape[1]}x{idx.shape[0]} exceeds max_side={self.max_side}")
+        P, k, o = self._n_colours, self.pack, self._pixels._pixel_vocab.offset
+        n = -(-length // k)
+        padded = np.zeros((rows, n * k), np.int64)
+        padded[:, :length] = idx  # opaque (prepare composites over white): every index < P
+        codes = padded.reshape(rows, n, k) @ (P ** np.arange(k - 1, -1, -1, dtype=np.int64))
+        header = self._to_text[[o["w"] + length - 1, o["h"] + rows - 1, o["nl"]]]
+        return np.concatenate([header, self._strip_text[codes.reshape(-1)]])
 
     def prepare(self, image: ImageInput) -> ImageInput:
         """The image as the processor tokenizes it (before quantization): :func:`prepare_image` with this
-        processor's ``image_height``, ``max_side`` and ``grayscale``."""
-        return prepare_image(image, self.image_height, self.max_side, self.grayscale)
+        processor's ``image_height``, ``max_side``, ``grayscale`` and ``normalize`` (opaque when ``pack > 1``)."""
+        return prepare_image(image, self.image_height, self.max_side, self.grayscale, self.normalize,
+                             opaque=self.pack > 1)
 
     def quantize(self, image: ImageInput):
         """What :meth:`decode_images` gives back for ``image``: prepared, then quantized to the palette."""
@@ -231,6 +272,10 @@ class PixelTextProcessor(ProcessorMixin):
         images = []
         for b, e in spans:
             body = a[b + 1:e]
+            if self.pack > 1:
+                idx = self._decode_strips(body, b)
+                images.append(self._pixels.indices_to_image(idx))
+                continue
             bad = (body < 0) | (body >= len(self._to_pixel))
             px = np.where(bad, -1, self._to_pixel[np.clip(body, 0, len(self._to_pixel) - 1)])
             if (px < 0).any():
@@ -243,21 +288,69 @@ class PixelTextProcessor(ProcessorMixin):
             images.append(self._pixels.indices_to_image(idx))
         return images
 
+    def _decode_strips(self, body: np.ndarray, b: int) -> np.ndarray:
+        """``<w> <h> <nl>`` + strip ids -> ``(H, W)`` palette indices (in the image's orientation)."""
+        vocab, P, k = self._pixels._pixel_vocab, self._n_colours, self.pack
+
+        def lookup(table, ids):
+            ok = (ids >= 0) & (ids < len(table))
+            return np.where(ok, table[np.clip(ids, 0, len(table) - 1)], -1)
+
+        head = lookup(self._to_pixel, body[:3])
+        kinds = "".join(vocab.type_of[h] if h >= 0 else "?" for h in head.tolist())
+        if kinds != "WHN":
+            raise TokenFormatError(f"image at position {b}: expected a width, a height and <px_nl> after "
+                                   f"{self.boi_token}, got {kinds!r}")
+        length, rows = int(vocab.value_of[head[0]]), int(vocab.value_of[head[1]])
+        n = -(-length // k)
+        codes = lookup(self._to_code, body[3:])
+        if len(codes) != rows * n or (codes < 0).any():
+            why = (f"id {int(body[3 + np.flatnonzero(codes < 0)[0]])} is not a strip token" if (codes < 0).any()
+                   else f"{len(codes)} strip tokens where its {length}x{rows} header needs {rows * n}")
+            raise TokenFormatError(f"image at position {b}: {why}")
+        digits = codes.reshape(rows, n, 1) // (P ** np.arange(k - 1, -1, -1, dtype=np.int64)) % P
+        idx = digits.reshape(rows, n * k)[:, :length].astype(np.int16)
+        return np.ascontiguousarray(idx.T) if self.scan == "columns" else idx
+
     def post_process_image_text_to_text(self, generated_outputs, skip_special_tokens: bool = True, **kwargs):
         """Generated ids -> the text after the prompt (HF pipeline hook)."""
         return self.batch_decode(generated_outputs, skip_special_tokens=skip_special_tokens, **kwargs)
 
 
-def prepare_image(image: ImageInput, image_height: int | None = None, max_side: int = 96, grayscale: bool = False):
-    """Fit ``image`` to ``image_height`` (aspect kept, at most ``max_side`` wide) when given, and make it grey
-    (luma, alpha kept) when ``grayscale``; otherwise return it unchanged."""
+def prepare_image(image: ImageInput, image_height: int | None = None, max_side: int = 96, grayscale: bool = False,
+                  normalize: bool = False, opaque: bool = False):
+    """Fit ``image`` to ``image_height`` (aspect kept, at most ``max_side`` wide) when given; composite it over white
+    when ``opaque``; make it grey (luma, alpha kept) when ``grayscale``; with ``normalize`` stretch the luma to
+    black ink on a white background (:func:`normalize_luma`, implies ``grayscale``). Otherwise return it unchanged."""
     if image_height is not None:
         image = prepare_reader_image(image, image_height, max_width=max_side)
-    if grayscale:
+    if opaque or normalize:
+        rgba = to_rgba(image).astype(np.float32)
+        a = rgba[..., 3:] / 255.0
+        rgb = rgba[..., :3] * a + 255.0 * (1 - a)
+        image = np.dstack([np.rint(rgb), np.full(rgb.shape[:2], 255.0)]).astype(np.uint8)
+    if grayscale or normalize:
         rgba = to_rgba(image)
         grey = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB").convert("L"))
+        if normalize:
+            grey = normalize_luma(grey)
         image = np.dstack([grey, grey, grey, rgba[..., 3]])
     return image
+
+
+def normalize_luma(grey: np.ndarray) -> np.ndarray:
+    """``(H, W)`` uint8 luma -> uint8 with the background (median) at 255 and the ink at 0.
+
+    The ink level is the 2nd or the 98th percentile, whichever lies farther from the median (dark text on light, or
+    light on dark); values beyond it clip. An image with no contrast (ink within 1 level of the median) is all white.
+    """
+    g = grey.astype(np.float32)
+    bg = float(np.median(g))
+    lo, hi = np.percentile(g, [2, 98])
+    ink = lo if bg - lo >= hi - bg else hi
+    if abs(bg - ink) < 1:
+        return np.full(grey.shape, 255, np.uint8)
+    return np.rint(np.clip((g - ink) / (bg - ink), 0, 1) * 255).astype(np.uint8)
 
 
 # -- vocabulary ------------------------------------------------------------------------------------------------------
@@ -267,7 +360,16 @@ def _pixel_vocab_ids(vocab, layout: str) -> np.ndarray:
     return np.concatenate([np.arange(*bounds[g]) for g in _LAYOUT_GROUPS[layout]])
 
 
-def _add_pixel_vocabulary(tokenizer, pixels: PixelTokenizer, layout: str, named: dict[str, str]) -> None:
+def strip_token_names(n_colours: int, pack: int) -> list[str]:
+    """The ``n_colours ** pack`` strip tokens, in code order: ``<px_s_`` + one hex palette digit per pixel + ``>``."""
+    codes = np.arange(n_colours ** pack)
+    digits = codes[:, None] // (n_colours ** np.arange(pack - 1, -1, -1)) % n_colours
+    hexd = np.array(list("0123456789abcdef"))[digits]
+    return ["<px_s_" + "".join(r) + ">" for r in hexd.tolist()]
+
+
+def _add_pixel_vocabulary(tokenizer, pixels: PixelTokenizer, layout: str, named: dict[str, str],
+                          pack: int = 1) -> None:
     """Add the named special tokens and the layout's pixel tokens to ``tokenizer`` where missing (idempotent)."""
     missing = {k: v for k, v in named.items() if getattr(tokenizer, k, None) != v}
     if missing:
@@ -276,6 +378,8 @@ def _add_pixel_vocabulary(tokenizer, pixels: PixelTokenizer, layout: str, named:
     tokenizer.add_tokens([AddedToken(t, normalized=False, special=True) for t in named.values()], special_tokens=True)
     vocab = pixels._pixel_vocab
     names = [pixel_token_name(vocab.tokens[i]) for i in _pixel_vocab_ids(vocab, layout)]
+    if pack > 1:
+        names += strip_token_names(len(pixels.color_palette), pack)
     have = tokenizer.get_vocab()
     new = [AddedToken(t, normalized=False, special=False, lstrip=False, rstrip=False) for t in names if t not in have]
     if new:
@@ -310,6 +414,14 @@ def pixel_embedding_init(processor: PixelTextProcessor, dim: int) -> dict[int, n
             v = sinusoid(np.array([float(vocab.value_of[i])]), dim, 10000.0)[0]
         rms = float(np.sqrt((v ** 2).mean())) or 1.0
         out[tid] = v / rms
+    if processor.pack > 1:  # a strip = sum over its pixels of a fixed random rotation (one per place) of the colour
+        P, k = processor._n_colours, processor.pack
+        rots = np.linalg.qr(np.random.default_rng(0).standard_normal((k, dim, dim)))[0]  # (k, dim, dim) orthogonal
+        codes = np.arange(P ** k)
+        digits = codes[:, None] // (P ** np.arange(k - 1, -1, -1)) % P  # (P**k, k)
+        vecs = sum(colour[digits[:, j]] @ rots[j].T for j in range(k))  # (P**k, dim)
+        vecs /= np.sqrt((vecs ** 2).mean(1, keepdims=True)) + 1e-12
+        out.update(zip(processor._strip_text.tolist(), vecs))
     return out
 
 

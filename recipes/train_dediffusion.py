@@ -1,0 +1,358 @@
+#!/usr/bin/env python
+"""Train a De-Diffusion encoder (image -> K text tokens) through a FROZEN pixel-token decoder; evaluate; push.
+
+    accelerate launch --config_file recipes/accelerate/cpu1.yaml recipes/train_lm.py \
+        --config recipes/configs/lm_draw_tiny.yaml --output_dir runs/draw_tiny            # the decoder first
+    accelerate launch --config_file recipes/accelerate/cpu2.yaml recipes/train_dediffusion.py \
+        --config recipes/configs/dediffusion_tiny.yaml --output_dir runs/dediffusion_tiny
+
+The decoder is a caption-first causal LM from ``recipes/train_lm.py`` (``data.task: draw``), loaded with
+``from_pretrained`` and frozen: it never changes. Each step the encoder writes K tokens of the decoder's text
+vocabulary per image (hard Gumbel-softmax, straight-through, temperature annealed as the encoder config says), the
+one-hot rows multiply the decoder's input embedding matrix, and the decoder's loss on the image's pixel tokens given
+that text is the only loss. The images come from the same ``pixeltok.data`` builder the decoder was trained on.
+
+Evaluation every ``eval_every`` steps: bits per image token of validation images given the encoder's argmax text.
+At the end: the same on the held-out test split, with example texts. ``output_dir`` gets the encoder
+(``AutoModel.from_pretrained`` after ``import pixeltok``; ``describe(images)``) with the decoder's processor (its
+tokenizer decodes the text), ``eval_results.json``, ``trainer_state.json``, ``training_config.yaml``, ``README.md``
+(model card) and ``checkpoints/`` (``--resume_from_checkpoint latest``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
+from accelerate.utils.environment import parse_flag_from_env
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import pixeltok
+from pixeltok.data import DATA_KEYS, DataSourceError, load_source
+from pixeltok.drawing import image_bits, image_span_ids
+from pixeltok.hub_cards import render_dediffusion_model_card
+from pixeltok.models.dediffusion import DeDiffusionConfig, DeDiffusionEncoder, text_token_ids
+from pixeltok.scripts import (ArgumentParser, ConfigError, check_exists, checkpoint_dirs, exit_with,
+                              library_progress_bars_off, load_yaml_config, lr_factor, quiet_cpu_kernel_advice)
+from pixeltok.tokenization.pixel_codec import pad_rows
+
+PROG = "train_dediffusion.py"
+
+DEFAULTS = {
+    "decoder": {"path": None},  # a recipes/train_lm.py output folder (data.task: draw), or a Hub id
+    "encoder": {"config": {}},  # DeDiffusionConfig fields; image size and text ids are filled in from the data
+    "data": {"source": "scenes", "n_train": 20000, "n_val": 200, "n_test": 500, "options": {}, "tier": "mixed",
+             "fonts": "matplotlib", "words": "wamerican", "seed": 0, "cache_dir": None},
+    "training": {"seed": 0, "per_device_batch_size": 32, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
+                 "min_lr_ratio": 0.1, "weight_decay": 0.01, "adam_beta1": 0.9, "adam_beta2": 0.98, "warmup_steps": 100,
+                 "max_steps": 5000, "time_budget_minutes": None, "max_grad_norm": 1.0, "log_every": 10,
+                 "eval_every": 250, "save_every": 250, "save_total_limit": 2, "mixed_precision": "auto",
+                 "num_threads": None},
+    "evaluation": {"val_samples": 128, "test_samples": None, "batch_size": 64},
+    "hub": {"license": "apache-2.0", "tags": []},
+}
+CHOICES = {("data", "source"): ("scenes", "text_images"), ("data", "tier"): ("clean", "hard", "mixed"),
+           ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16")}
+OPTIONAL = {("decoder", "path"), ("data", "cache_dir"), ("training", "time_budget_minutes"),
+            ("training", "num_threads"), ("evaluation", "test_samples")}
+
+
+def parse_args(argv=None):
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="YAML config (recipes/configs/dediffusion_*.yaml)")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (YAML-parsed), e.g. --set encoder.config.num_queries=5")
+    p.add_argument("--resume_from_checkpoint", default=None, help="output_dir/checkpoints/step_N, or 'latest'")
+    p.add_argument("--cpu", action="store_true", help="force CPU")
+    p.add_argument("--push_to_hub", action="store_true")
+    p.add_argument("--hub_model_id", default=None, help="user/name on the Hub")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", default=None, help="Hub branch to push to")
+    p.add_argument("--hub_token", default=None, help="default: HF_TOKEN / the saved login")
+    args = p.parse_args(argv)
+    if args.push_to_hub and not args.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id user/name")
+    return args
+
+
+def load_config(path: str, overrides: list[str]) -> dict:
+    # encoder.config.X=... on the command line: a key inside the encoder's config mapping
+    nested = [o for o in overrides if o.startswith("encoder.config.")]
+    cfg = load_yaml_config(path, [o for o in overrides if o not in nested], DEFAULTS, CHOICES, OPTIONAL)
+    if not isinstance(cfg["encoder"]["config"], dict):
+        raise ConfigError(f"{path}: encoder.config must be a mapping of DeDiffusionConfig fields")
+    for o in nested:
+        key, _, raw = o.partition("=")
+        cfg["encoder"]["config"][key[len("encoder.config."):]] = yaml.safe_load(raw)
+    known = set(inspect.signature(DeDiffusionConfig.__init__).parameters) - {"self", "kwargs", "text_token_ids",
+                                                                             "decoder_vocab_size"}
+    for k in cfg["encoder"]["config"]:
+        if k not in known:
+            raise ConfigError(f"{path}: encoder.config.{k} is not a DeDiffusionConfig field you can set")
+    if not cfg["decoder"]["path"]:
+        raise ConfigError(f"{path}: decoder.path is required (a recipes/train_lm.py output with data.task: draw)")
+    if not isinstance(cfg["data"]["options"], dict):
+        raise ConfigError(f"{path}: data.options must be a mapping of builder options")
+    return cfg
+
+
+def load_data(dc: dict):
+    try:
+        return load_source(**{k: dc[k] for k in DATA_KEYS + ("n_train",)})
+    except (TypeError, ValueError) as e:  # an unknown or bad builder option
+        raise ConfigError(f"data.options: {e}") from None
+
+
+def encoder_config(cfg: dict, processor, sample_image) -> DeDiffusionConfig:
+    """The encoder's config: the user's fields over defaults that fit the data (its size) and the decoder (ids)."""
+    fields = dict(cfg["encoder"]["config"])
+    if cfg["data"]["source"] == "text_images":  # one line of text: the reader's height, the processor's width
+        h = processor.image_height or 16
+        fields.setdefault("image_height", h + (-h) % fields.get("patch_size", 4))
+        fields.setdefault("image_width", processor.max_side + (-processor.max_side) % fields.get("patch_size", 4))
+        fields.setdefault("fit", "line")
+    else:
+        w, h = sample_image.size
+        fields.setdefault("image_height", h)
+        fields.setdefault("image_width", w)
+    try:
+        return DeDiffusionConfig(**fields, text_token_ids=text_token_ids(processor),
+                                 decoder_vocab_size=len(processor.tokenizer))
+    except ValueError as e:
+        raise ConfigError(f"encoder.config: {e}") from None
+
+
+def main(argv=None):
+    try:
+        args = parse_args(argv)
+        cfg = load_config(args.config, args.set)
+        check_exists(cfg["decoder"]["path"], "decoder.path")
+        ckpt = args.resume_from_checkpoint
+        if ckpt == "latest" and not checkpoint_dirs(Path(args.output_dir)):
+            raise ConfigError(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir}/checkpoints")
+        if ckpt and ckpt != "latest" and not (Path(ckpt) / "trainer_state.json").is_file():
+            raise ConfigError(f"--resume_from_checkpoint {ckpt}: not a checkpoint (no trainer_state.json)")
+    except ConfigError as e:
+        exit_with(e, PROG)
+    quiet_cpu_kernel_advice()
+    try:
+        with library_progress_bars_off():
+            train(args, cfg)
+    except (ConfigError, DataSourceError) as e:
+        exit_with(e, PROG)
+
+
+def train(args, cfg):
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    tc, dc, ec = cfg["training"], cfg["data"], cfg["evaluation"]
+    output_dir = Path(args.output_dir)
+    if tc["num_threads"]:
+        torch.set_num_threads(tc["num_threads"])
+    cpu = args.cpu or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    mp = tc["mixed_precision"]
+    if mp == "auto":
+        mp = "bf16" if (not cpu and torch.cuda.is_bf16_supported()) else "no"
+    accelerator = Accelerator(cpu=cpu, mixed_precision=mp, gradient_accumulation_steps=tc["gradient_accumulation_steps"],
+                              project_config=ProjectConfiguration(project_dir=str(output_dir)),
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    world, rank, main_proc = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    set_seed(tc["seed"])
+
+    # ---- the frozen decoder, its processor, the data -------------------------------------------------------------
+    try:
+        processor = AutoProcessor.from_pretrained(cfg["decoder"]["path"])
+        decoder = AutoModelForCausalLM.from_pretrained(cfg["decoder"]["path"])
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"decoder.path {cfg['decoder']['path']}: cannot load a model and processor ({e})") from None
+    decoder.requires_grad_(False).eval().to(accelerator.device)
+    with accelerator.main_process_first():
+        data = load_data(dc)
+    enc_config = encoder_config(cfg, processor, data["train"][0]["image"])
+    encoder = DeDiffusionEncoder(enc_config)
+    n_params = sum(p.numel() for p in encoder.parameters())
+    bos = processor.tokenizer.bos_token_id
+    preprocess = encoder.preprocess  # bound before accelerate wraps the encoder (DDP has no preprocess)
+
+    def collate(rows):
+        images = [r["image"] for r in rows]
+        spans = image_span_ids(processor, images)  # <boi> pixels <eoi>
+        L = max(len(s) for s in spans)
+        labels = [np.concatenate([[-100], s[1:]]) for s in spans]  # the loss covers the pixels and <eoi>
+        return {"pixel_values": preprocess(images),
+                "span_ids": torch.from_numpy(pad_rows(spans, processor.tokenizer.pad_token_id, L)),
+                "span_labels": torch.from_numpy(pad_rows(labels, -100, L))}
+
+    train_dl = DataLoader(data["train"], batch_size=tc["per_device_batch_size"], shuffle=True, collate_fn=collate)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=tc["learning_rate"], weight_decay=tc["weight_decay"],
+                                  betas=(tc["adam_beta1"], tc["adam_beta2"]))
+    encoder, optimizer, train_dl = accelerator.prepare(encoder, optimizer, train_dl)
+    unwrapped = accelerator.unwrap_model(encoder)
+    embedding = decoder.get_input_embeddings().weight  # (V, d), frozen
+    ranks = gather_object([rank])
+    if main_proc:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "training_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        print(f"[pixeltok] world_size={world} ranks={ranks} encoder parameters={n_params:,} "
+              f"K={enc_config.num_queries} text tokens={len(enc_config.text_token_ids)} "
+              f"decoder={cfg['decoder']['path']}", flush=True)
+
+    def reconstruction_loss(batch, step):
+        """Mean NLL (nats) of the pixel tokens given the encoder's text, through the frozen decoder."""
+        out = encoder(batch["pixel_values"], tau=enc_config.gumbel_temperature(step))
+        text = unwrapped.embed_tokens(out.tokens, embedding)  # (B, K, d): gradients reach the encoder here
+        parts = [embedding[torch.full((text.shape[0], 1), bos, device=text.device)]] if bos is not None else []
+        inputs = torch.cat(parts + [text, embedding[batch["span_ids"]]], 1)  # (B, [1] + K + T, d)
+        logits = decoder(inputs_embeds=inputs).logits  # right padding under a causal mask: no mask needed
+        n_text = inputs.shape[1] - batch["span_ids"].shape[1]
+        labels = batch["span_labels"][:, 1:]  # position n_text + t predicts span token t + 1
+        pred = logits[:, n_text:-1].float()
+        return torch.nn.functional.cross_entropy(pred.transpose(1, 2), labels, ignore_index=-100)
+
+    def text_bits(split: str, n: int | None) -> tuple[float, list[str], np.ndarray]:
+        rows = [data[split][i] for i in range(len(data[split]) if n is None else min(n, len(data[split])))]
+        with accelerator.split_between_processes(rows) as mine:
+            ids = unwrapped.describe([r["image"] for r in mine], return_ids=True) if mine else []
+            prefixes = [np.concatenate([[bos] if bos is not None else [], i]).astype(np.int64) for i in ids]
+            bits = image_bits(decoder, processor, [r["image"] for r in mine], prefixes=prefixes,
+                              batch_size=ec["batch_size"]).tolist() if mine else []
+            texts = [processor.tokenizer.decode(i.tolist()) for i in ids]
+        bits = np.asarray(gather_object(bits)).reshape(-1, 2)
+        return float(bits[:, 0].sum() / bits[:, 1].sum()), gather_object(texts), bits
+
+    state = {"step": 0, "micro_step": 0, "epoch": 0, "train_time_s": 0.0, "best_val_bits": None, "log_history": []}
+    if args.resume_from_checkpoint:
+        ckpt = checkpoint_dirs(output_dir)[-1] if args.resume_from_checkpoint == "latest" \
+            else Path(args.resume_from_checkpoint)
+        accelerator.load_state(str(ckpt))
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+
+    def save_checkpoint():
+        path = output_dir / "checkpoints" / f"step_{state['step']}"
+        accelerator.save_state(str(path))
+        if main_proc:
+            (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
+            for old in checkpoint_dirs(output_dir)[: -tc["save_total_limit"]]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    # ---- train ----------------------------------------------------------------------------------------------------
+    budget_s = tc["time_budget_minutes"] * 60 if tc["time_budget_minutes"] else None
+    progress_bar = tqdm(total=tc["max_steps"], initial=state["step"], desc="train", disable=not main_proc)
+    encoder.train()
+    t0, running, running_n, done = time.perf_counter(), 0.0, 0, False
+    while not done:
+        skip = state["micro_step"] - state["epoch"] * len(train_dl)
+        epoch_dl = accelerator.skip_first_batches(train_dl, skip) if skip > 0 else train_dl
+        for batch in epoch_dl:
+            elapsed = state["train_time_s"] + time.perf_counter() - t0
+            if budget_s:
+                elapsed = float(accelerator.reduce(torch.tensor(elapsed, device=accelerator.device), "max"))
+            progress = max(state["step"] / tc["max_steps"], elapsed / budget_s if budget_s else 0.0)
+            for g in optimizer.param_groups:
+                g["lr"] = tc["learning_rate"] * lr_factor(progress, state["step"], tc)
+            with accelerator.accumulate(encoder), accelerator.autocast():
+                loss = reconstruction_loss(batch, state["step"])
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and tc["max_grad_norm"]:
+                    accelerator.clip_grad_norm_(encoder.parameters(), tc["max_grad_norm"])
+                optimizer.step()
+                optimizer.zero_grad()
+            state["micro_step"] += 1
+            running, running_n = running + float(loss.detach()), running_n + 1
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            progress_bar.update(1)
+            done = state["step"] >= tc["max_steps"] or (budget_s is not None and elapsed >= budget_s)
+            if state["step"] % tc["log_every"] == 0 or done:
+                rec = {"step": state["step"], "train_bits": running / running_n / math.log(2),
+                       "tau": enc_config.gumbel_temperature(state["step"]), "lr": optimizer.param_groups[0]["lr"],
+                       "train_minutes": elapsed / 60}
+                state["log_history"].append(rec)
+                progress_bar.set_postfix(bits=f"{rec['train_bits']:.3f}", tau=f"{rec['tau']:.2f}")
+                running, running_n = 0.0, 0
+            if state["step"] % tc["eval_every"] == 0 or done:
+                t_eval = time.perf_counter()
+                val_bits, texts, _ = text_bits("validation", ec["val_samples"])
+                encoder.train()
+                t0 += time.perf_counter() - t_eval  # the budget counts training time only
+                state["log_history"].append({"step": state["step"], "val_bits": val_bits, "example": texts[0],
+                                             "train_minutes": elapsed / 60})
+                progress_bar.set_postfix(bits=f"{state['log_history'][-2]['train_bits']:.3f}",
+                                         val_bits=f"{val_bits:.3f}")
+                if state["best_val_bits"] is None or val_bits < state["best_val_bits"]:
+                    state["best_val_bits"] = val_bits
+            if state["step"] % tc["save_every"] == 0 or done:
+                state["train_time_s"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                save_checkpoint()
+            if done:
+                break
+        else:
+            state["epoch"] += 1
+    progress_bar.close()
+
+    # ---- held-out test ----------------------------------------------------------------------------------------------
+    test_bits, texts, bits = text_bits("test", ec["test_samples"])
+    rows = [data["test"][i] for i in range(min(8, len(data["test"])))]
+    caption_col = "caption" if dc["source"] == "scenes" else "text"
+    test = {"bits_per_image_token": test_bits, "bits_per_image": float(bits[:, 0].mean()), "num_images": len(bits),
+            "examples": [{"truth": r[caption_col], "text": t} for r, t in zip(rows, texts)]}
+    with torch.no_grad():
+        checksum = float(sum(p.double().sum() for p in unwrapped.parameters()))
+    agree = len(set(gather_object([checksum]))) == 1
+    if main_proc:
+        results = {"model_name": args.hub_model_id.split("/")[-1] if args.hub_model_id else output_dir.name,
+                   "hub_model_id": args.hub_model_id, "pixeltok_version": pixeltok.__version__,
+                   "num_parameters": n_params, "encoder_config": {k: v for k, v in enc_config.to_dict().items()
+                                                                  if k != "text_token_ids"},
+                   "num_text_tokens": len(enc_config.text_token_ids), "decoder": cfg["decoder"]["path"],
+                   "dataset": {**{k: dc[k] for k in ("source", "n_train", "n_val", "n_test", "seed", "options")},
+                               "splits": {k: len(v) for k, v in data.items()}},
+                   "training": {"world_size": world, "steps": state["step"], "device": accelerator.device.type,
+                                "mixed_precision": mp, "train_minutes": state["train_time_s"] / 60,
+                                "hyperparameters": tc},
+                   "test": test, "hub": cfg["hub"]}
+        unwrapped.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)  # its tokenizer turns the tokens into text (describe)
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=1))
+        (output_dir / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        card = render_dediffusion_model_card(results, repo_id=args.hub_model_id)
+        card.save(output_dir / "README.md")
+        print(f"[pixeltok] world_size={world} replicas_agree={agree} steps={state['step']} "
+              f"test_bits_per_image_token={test_bits:.4f} example={texts[0]!r}", flush=True)
+        if args.push_to_hub:
+            from huggingface_hub import CommitOperationAdd, HfApi
+
+            kw = {"token": args.hub_token, "revision": args.revision}
+            unwrapped.push_to_hub(args.hub_model_id, private=args.private,
+                                  commit_message="De-Diffusion encoder (pixeltok)", **kw)
+            processor.push_to_hub(args.hub_model_id, private=args.private,
+                                  commit_message="The decoder's processor (its tokenizer decodes the text)", **kw)
+            files = ("eval_results.json", "training_config.yaml", "trainer_state.json")
+            HfApi(token=args.hub_token).create_commit(
+                args.hub_model_id, [CommitOperationAdd(f, str(output_dir / f)) for f in files],
+                revision=args.revision, commit_message="Held-out results, config and curves")
+            card.push_to_hub(args.hub_model_id, token=args.hub_token, revision=args.revision,
+                             commit_message="Model card with held-out bits per image token")
+    accelerator.wait_for_everyone()
+    if world > 1:  # gloo's teardown can deadlock under the GIL (see train_pxby.py): leave once every rank is done
+        os._exit(0)
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()
