@@ -4,7 +4,8 @@
     python recipes/eval_dediffusion.py --output_dir runs/dediffusion [--tasks scenes,words] [--ks 5,15,75]
 
 For each task (``scenes``: the procedural scenes with complete and short captions; ``words``: the reading task's word
-renders, caption = the word) it runs, each in its own process and reused when its ``eval_results.json`` exists (an
+renders, caption = the word; ``sprites``: sprites with their descriptions, ``load_pokemon("synthetic")`` by default
+or Wesnoth's real ones with ``--decoder_config`` / ``--encoder_config`` naming ``data.options.path``) it runs, each in its own process and reused when its ``eval_results.json`` exists (an
 interrupted table resumes):
 1. decoder A: ``recipes/train_lm.py`` on the task's draw config (``data.task: draw``);
 2. decoder B: the same data and tokenizer, another seed and another backbone (GPT-2 for a Llama A), never seen by the
@@ -32,7 +33,9 @@ from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_wit
 PROG = "eval_dediffusion.py"
 HERE = Path(__file__).resolve().parent
 TASKS = {"scenes": ("lm_draw_scenes.yaml", "dediffusion_scenes.yaml"),
-         "words": ("lm_draw_words.yaml", "dediffusion_words.yaml")}
+         "words": ("lm_draw_words.yaml", "dediffusion_words.yaml"),
+         "sprites": ("lm_draw_sprites.yaml", "dediffusion_sprites.yaml")}
+TRUTH = {"scenes": ("caption", "complete caption"), "words": ("text", "the word"), "sprites": ("caption", "caption")}
 GPT2_FIELDS = {"hidden_size": "n_embd", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head",
                "intermediate_size": "n_inner", "max_position_embeddings": "n_positions"}
 
@@ -40,7 +43,7 @@ GPT2_FIELDS = {"hidden_size": "n_embd", "num_hidden_layers": "n_layer", "num_att
 def parse_args(argv=None):
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--output_dir", required=True)
-    p.add_argument("--tasks", default="scenes,words", help="comma-separated: " + ",".join(TASKS))
+    p.add_argument("--tasks", default="scenes,words,sprites", help="comma-separated: " + ",".join(TASKS))
     p.add_argument("--ks", default="5,15,75", help="text lengths K of the encoders (default 5,15,75)")
     p.add_argument("--decoder_config", default=None, help="one task only: the decoders' train_lm.py config")
     p.add_argument("--encoder_config", default=None, help="one task only: the encoders' train_dediffusion.py config")
@@ -128,7 +131,7 @@ def evaluate(task: str, a: Path, b: Path, encoders: dict[int, Path], args, out: 
     test = load_source(**{k: dc[k] for k in DATA_KEYS}, n_train=min(dc["n_train"], 16))["test"]
     rows = [test[i] for i in range(len(test) if args.test_samples is None else min(args.test_samples, len(test)))]
     images = [r["image"] for r in rows]
-    truth_col = "caption" if task == "scenes" else "text"
+    truth_col, truth_name = TRUTH[task]
     bos = [proc.tokenizer.bos_token_id] if proc.tokenizer.bos_token_id is not None else []
 
     def ids_of(texts):
@@ -140,7 +143,7 @@ def evaluate(task: str, a: Path, b: Path, encoders: dict[int, Path], args, out: 
         ids = enc.describe(images, return_ids=True)
         prefixes[f"De-Diffusion K={k}"] = [np.concatenate([bos, i]).astype(np.int64) for i in ids]
         described[k] = [proc.tokenizer.decode(i.tolist()) for i in ids]
-    prefixes["complete caption" if task == "scenes" else "the word"] = ids_of([r[truth_col] for r in rows])
+    prefixes[truth_name] = ids_of([r[truth_col] for r in rows])
     if task == "scenes":
         prefixes["short caption"] = ids_of([r["short_caption"] for r in rows])
     prefixes["no text"] = ids_of([""] * len(rows))
@@ -169,7 +172,7 @@ def evaluate(task: str, a: Path, b: Path, encoders: dict[int, Path], args, out: 
                                   for k, texts in described.items()}
     if drawn:
         grid(out / "grid.png", targets, drawn, [k for k in drawn if k.startswith("De-Diffusion")],
-             "short caption" if task == "scenes" else "the word")
+             "short caption" if task == "scenes" else truth_name)
     return result
 
 

@@ -62,7 +62,8 @@ DEFAULTS = {
     "evaluation": {"val_samples": 128, "test_samples": None, "batch_size": 64},
     "hub": {"license": "apache-2.0", "tags": []},
 }
-CHOICES = {("data", "source"): ("scenes", "text_images"), ("data", "tier"): ("clean", "hard", "mixed"),
+CHOICES = {("data", "source"): ("scenes", "text_images", "sprites"),
+           ("data", "tier"): ("clean", "hard", "mixed"),
            ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16")}
 OPTIONAL = {("decoder", "path"), ("data", "cache_dir"), ("training", "time_budget_minutes"),
             ("training", "num_threads"), ("evaluation", "test_samples")}
@@ -123,10 +124,11 @@ def encoder_config(cfg: dict, processor, sample_image) -> DeDiffusionConfig:
         fields.setdefault("image_height", h + (-h) % fields.get("patch_size", 4))
         fields.setdefault("image_width", processor.max_side + (-processor.max_side) % fields.get("patch_size", 4))
         fields.setdefault("fit", "line")
-    else:
+    else:  # the data's own size, rounded up to whole patches
         w, h = sample_image.size
-        fields.setdefault("image_height", h)
-        fields.setdefault("image_width", w)
+        p = fields.get("patch_size", 4)
+        fields.setdefault("image_height", h + (-h) % p)
+        fields.setdefault("image_width", w + (-w) % p)
     try:
         return DeDiffusionConfig(**fields, text_token_ids=text_token_ids(processor),
                                  decoder_vocab_size=len(processor.tokenizer))
@@ -308,7 +310,7 @@ def train(args, cfg):
     # ---- held-out test ----------------------------------------------------------------------------------------------
     test_bits, texts, bits = text_bits("test", ec["test_samples"])
     rows = [data["test"][i] for i in range(min(8, len(data["test"])))]
-    caption_col = "caption" if dc["source"] == "scenes" else "text"
+    caption_col = "text" if dc["source"] == "text_images" else "caption"
     test = {"bits_per_image_token": test_bits, "bits_per_image": float(bits[:, 0].mean()), "num_images": len(bits),
             "examples": [{"truth": r[caption_col], "text": t} for r, t in zip(rows, texts)]}
     with torch.no_grad():

@@ -84,7 +84,8 @@ DEFAULTS = {
     "hub": {"license": "apache-2.0", "tags": []},
 }
 CHOICES = {("processor", "layout"): ("raster", "grouped", "runs"), ("processor", "scan"): ("rows", "columns"),
-           ("data", "tier"): ("clean", "hard", "mixed"), ("data", "source"): ("text_images", "scenes"),
+           ("data", "tier"): ("clean", "hard", "mixed"),
+           ("data", "source"): ("text_images", "scenes", "sprites"),
            ("data", "task"): ("read", "draw"), ("model", "embedding_init"): ("mean", "structured"),
            ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16")}
 OPTIONAL = {("model", "init_from"), ("processor", "learned_colors"), ("processor", "image_height"),

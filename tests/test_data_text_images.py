@@ -194,6 +194,19 @@ def test_user_word_lists_long_words_and_numbers():
     assert all(r["kind"] == "number" and r["text"].isdigit() and int(r["text"]) < 100_000 for r in nums)
 
 
+def test_random_strings_only_in_training_rows_and_other_rows_unchanged():
+    kw = dict(n_train=60, n_val=20, n_test=20, words=WORDS, streaming=True)
+    plain = {k: [r["text"] for r in d] for k, d in load_text_images(**kw).items()}
+    mixed = {k: [(r["text"], r["kind"]) for r in d] for k, d in load_text_images(**kw, random_fraction=0.5).items()}
+    randoms = [t for t, kind in mixed["train"] if kind == "random"]
+    assert 15 <= len(randoms) <= 45 and all(1 <= len(t) <= 8 and t.isalnum() and t.isascii() for t in randoms)
+    assert {t for t, kind in mixed["train"] if kind != "random"} <= set(WORDS)
+    for split in ("validation", "test"):  # held-out rows are real words, exactly as without the option
+        assert [t for t, _ in mixed[split]] == plain[split]
+    with pytest.raises(ValueError, match="random_fraction"):
+        load_text_images(**kw, random_fraction=1.5)
+
+
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(tier="medium"), ValueError, "tier must be one of"),
     (dict(n_train=-1), ValueError, "n_train must be a non-negative int"),

@@ -237,3 +237,16 @@ def test_eval_dediffusion_regenerates_the_table_in_one_command(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "scenes" / "grid.png").size[0] > 100
+
+
+def test_load_source_is_the_one_data_path_of_the_recipes():
+    from pixeltok.data import load_source
+
+    sprites = load_source("sprites", n_train=0, n_val=0, n_test=0, options={"long_side": 16})
+    assert set(sprites) == {"train", "validation", "test"} and "caption" in sprites["train"].column_names
+    scenes = load_source("scenes", n_train=4, n_val=2, n_test=2, options={"size": 16})
+    assert scenes["train"].num_rows == 4 and "short_caption" in scenes["train"].column_names
+    words = load_source("text_images", n_train=4, n_val=2, n_test=2, words="pydoc", tier="clean")
+    assert set(words["test"]["tier"]) == {"clean"}
+    with pytest.raises(ValueError, match="unknown data source"):
+        load_source("photos", n_train=1, n_val=1, n_test=1)

@@ -247,13 +247,19 @@ def load_source(source: str, *, n_train: int, n_val: int, n_test: int, seed: int
                 streaming: bool = False, options: dict | None = None, tier: str = "mixed", fonts="matplotlib",
                 words="wamerican"):
     """The recipes' one data path: ``source`` ``"text_images"`` (:func:`load_text_images`, with ``tier``,
-    ``fonts`` and ``words``) or ``"scenes"`` (:func:`load_scenes`), plus any builder ``options``.
+    ``fonts`` and ``words``), ``"scenes"`` (:func:`load_scenes`) or ``"sprites"`` (:func:`load_pokemon` of
+    ``options["path"]``, default ``"synthetic"``; its split sizes are ``options`` ``val_size`` / ``test_size``,
+    so ``n_train`` / ``n_val`` / ``n_test`` do not apply), plus any builder ``options``.
 
     Raises ``ValueError`` for an unknown source and the builder's ``TypeError`` / ``ValueError`` for bad options."""
+    options = dict(options or {})
+    if source == "sprites":
+        return load_pokemon(options.pop("path", "synthetic"), seed=seed, cache_dir=cache_dir, streaming=streaming,
+                            **options)
     kw = dict(n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, cache_dir=cache_dir, streaming=streaming,
-              **(options or {}))
+              **options)
     if source == "scenes":
         return load_scenes(**kw)
     if source == "text_images":
         return load_text_images(**kw, tier=tier, fonts=fonts, words=words)
-    raise ValueError(f"unknown data source {source!r}; choose 'text_images' or 'scenes'")
+    raise ValueError(f"unknown data source {source!r}; choose 'text_images', 'scenes' or 'sprites'")

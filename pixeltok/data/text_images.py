@@ -84,6 +84,7 @@ PAD_RANGE = (1, 4)  # horizontal padding each side with a variable width
 NUMBER_RANGE = 100_000  # numbers 0..99999
 TIERS = ("clean", "hard", "mixed")
 SPLITS = ("train", "validation", "test")
+RANDOM_CHARS = string.ascii_letters + string.digits
 
 DEBIAN_FONT_PACKAGES = ("fonts-dejavu-core", "fonts-liberation", "fonts-freefont-ttf")
 WORDS_PACKAGE = "wamerican"
@@ -451,8 +452,11 @@ def _case(word: str, rng: np.random.Generator, title: float, upper: float) -> st
 def sample_row(rng: np.random.Generator, pools: _Pools, *, tier: str = "mixed", hard_fraction: float = 0.5,
                number_fraction: float = 0.1, title_fraction: float = 0.15, upper_fraction: float = 0.1,
                height: int | None = None, width: int | None = None, max_width: int = MAX_WIDTH,
-               max_tries: int = 64) -> dict:
-    """Draw every rendering parameter of one row from ``rng`` (see the module docstring); no pixels yet."""
+               max_tries: int = 64, random_fraction: float = 0.0) -> dict:
+    """Draw every rendering parameter of one row from ``rng`` (see the module docstring); no pixels yet.
+
+    ``random_fraction``: share of rows whose text is a random string of 1-8 ASCII letters and digits (kind
+    ``"random"``): text no language prior can guess, so a model must read it."""
     row_tier = tier if tier != "mixed" else ("hard" if rng.random() < hard_fraction else "clean")
     factors = ()
     if row_tier == "hard":
@@ -463,7 +467,10 @@ def sample_row(rng: np.random.Generator, pools: _Pools, *, tier: str = "mixed", 
     box_h = height if height is not None else HEIGHT_RANGE[1]
     for _ in range(max_tries):
         n_num = len(pools.numbers) if number_fraction > 0 else 0
-        if n_num and (not pools.words or rng.random() < number_fraction):
+        if random_fraction > 0 and rng.random() < random_fraction:  # no draw at 0: rows stay as they were
+            chars = np.array(list(RANDOM_CHARS))
+            text, kind = "".join(chars[rng.integers(len(chars), size=int(rng.integers(1, 9)))]), "random"
+        elif n_num and (not pools.words or rng.random() < number_fraction):
             text, kind = str(int(pools.numbers[rng.integers(n_num)])), "number"
         elif pools.words:
             text, kind = _case(pools.words[int(rng.integers(len(pools.words)))], rng, title_fraction, upper_fraction), "word"
@@ -534,6 +541,7 @@ class TextImagesConfig(datasets.BuilderConfig):
     n_test: int = 1_000
     tier: str = "mixed"
     hard_fraction: float = 0.5
+    random_fraction: float = 0.0
     number_fraction: float | None = None
     title_fraction: float | None = None
     upper_fraction: float | None = None
@@ -564,7 +572,7 @@ def check_options(c) -> None:
         raise ValueError("n_train, n_val and n_test are all 0: nothing to build")
     if c.tier not in TIERS:
         raise ValueError(f"tier must be one of {TIERS}, got {c.tier!r}")
-    for k in ("hard_fraction", "number_fraction", "title_fraction", "upper_fraction"):
+    for k in ("hard_fraction", "random_fraction", "number_fraction", "title_fraction", "upper_fraction"):
         v = getattr(c, k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
             raise ValueError(f"{k} must be a fraction in [0, 1], got {v!r}")
@@ -738,7 +746,8 @@ def make_row(index: int, split_code: int, pools: _Pools, c, number_fraction: flo
     """Row ``index`` of split ``split_code``: its parameters and image, from its own random stream."""
     rng = np.random.default_rng([c.seed, split_code, index])
     p = sample_row(rng, pools, tier=c.tier, hard_fraction=c.hard_fraction, number_fraction=number_fraction,
-                   title_fraction=title, upper_fraction=upper, height=c.height, width=c.width, max_width=c.max_width)
+                   title_fraction=title, upper_fraction=upper, height=c.height, width=c.width, max_width=c.max_width,
+                   random_fraction=c.random_fraction if split_code == 0 else 0.0)  # held-out rows: real text
     image = render_text_image(p, rng)
     p.pop("_origin")
     p.pop("font_path")
@@ -796,7 +805,9 @@ def load_text_images(*, n_train: int = 10_000, n_val: int = 1_000, n_test: int =
             shards for 1, 2, 3, 4, 6, 8, 12, 16, 24 or 48 ranks; other counts still work, by skipping).
         cache_dir, num_proc, download_mode: as for :func:`pixeltok.data.load_pokemon`.
         download_dir: where fetched Debian packages are kept (default ``<pixeltok cache>/debian``).
-        **options: ``hard_fraction=0.5``, ``number_fraction`` (0.1 for the built-in word lists: numbers 0-99999),
+        **options: ``hard_fraction=0.5``, ``random_fraction=0`` (training rows only: that share of random 1-8
+            character strings of letters and digits, which a reader cannot guess from spelling),
+            ``number_fraction`` (0.1 for the built-in word lists: numbers 0-99999),
             ``title_fraction`` (0.15), ``upper_fraction`` (0.1), ``test_fonts=0.2`` (share or count held out for
             test, or a list of font names), ``font_split="font"|"family"``, ``val_words=0.1``, ``test_words=0.1``
             (shares or counts of the word pool), ``height`` (None: 11-20 drawn per row; or a fixed int),
