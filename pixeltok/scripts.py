@@ -180,3 +180,114 @@ def lr_factor(progress: float, step: int, tc: dict) -> float:
     warm = min(1.0, (step + 1) / tc["warmup_steps"]) if tc["warmup_steps"] else 1.0
     cos = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return warm * (tc["min_lr_ratio"] + (1 - tc["min_lr_ratio"]) * cos)
+
+
+# -- the shared skeleton of the transformers-model recipes (train_lm.py, train_dediffusion.py) ---------------------
+def recipe_parser(prog: str, description: str, config_help: str) -> ArgumentParser:
+    """The flags every such recipe takes: --config, --output_dir, --set, --resume_from_checkpoint, --cpu and the Hub
+    push (--push_to_hub --hub_model_id [--private] [--revision] [--hub_token])."""
+    p = ArgumentParser(prog=prog, description=description)
+    p.add_argument("--config", required=True, help=config_help)
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (YAML-parsed), e.g. --set training.max_steps=20")
+    p.add_argument("--resume_from_checkpoint", default=None, help="output_dir/checkpoints/step_N, or 'latest'")
+    p.add_argument("--cpu", action="store_true", help="force CPU")
+    p.add_argument("--push_to_hub", action="store_true")
+    p.add_argument("--hub_model_id", default=None, help="user/name on the Hub")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", default=None, help="Hub branch to push to")
+    p.add_argument("--hub_token", default=None, help="default: HF_TOKEN / the saved login")
+    return p
+
+
+def check_recipe_args(args) -> None:
+    """``--push_to_hub`` needs a repo id; ``--resume_from_checkpoint`` must name a checkpoint (or 'latest' one)."""
+    if args.push_to_hub and not args.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id user/name")
+    ckpt = args.resume_from_checkpoint
+    if ckpt == "latest" and not checkpoint_dirs(Path(args.output_dir)):
+        raise ConfigError(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir}/checkpoints")
+    if ckpt and ckpt != "latest" and not (Path(ckpt) / "trainer_state.json").is_file():
+        raise ConfigError(f"--resume_from_checkpoint {ckpt}: not a checkpoint (no trainer_state.json)")
+
+
+def make_accelerator(args, tc: dict, output_dir: Path):
+    """``(Accelerator, mixed precision)`` from ``training.mixed_precision`` (``auto``: bf16 on a bf16 GPU, else
+    none), ``gradient_accumulation_steps`` and ``num_threads``; CPU when asked, launched so, or without CUDA."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+    from accelerate.utils.environment import parse_flag_from_env
+
+    if tc["num_threads"]:
+        torch.set_num_threads(tc["num_threads"])
+    cpu = args.cpu or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    mp = tc["mixed_precision"]
+    if mp == "auto":
+        mp = "bf16" if (not cpu and torch.cuda.is_bf16_supported()) else "no"
+    accelerator = Accelerator(cpu=cpu, mixed_precision=mp, gradient_accumulation_steps=tc["gradient_accumulation_steps"],
+                              project_config=ProjectConfiguration(project_dir=str(output_dir)),
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    return accelerator, mp
+
+
+def save_checkpoint(accelerator, output_dir: Path, state: dict, keep: int) -> None:
+    """``output_dir/checkpoints/step_N``: accelerate's state plus ``trainer_state.json``; keeps the newest ``keep``."""
+    import json
+    import shutil
+
+    path = output_dir / "checkpoints" / f"step_{state['step']}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        for old in checkpoint_dirs(output_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def resume(accelerator, args, output_dir: Path, state: dict) -> dict:
+    """Load ``--resume_from_checkpoint`` (a folder or 'latest') into ``accelerator``; returns its trainer state
+    (``state`` unchanged when not resuming)."""
+    import json
+
+    if not args.resume_from_checkpoint:
+        return state
+    ckpt = checkpoint_dirs(output_dir)[-1] if args.resume_from_checkpoint == "latest" \
+        else Path(args.resume_from_checkpoint)
+    accelerator.load_state(str(ckpt))
+    return json.loads((ckpt / "trainer_state.json").read_text())
+
+
+def push_run(args, model, processor, output_dir: Path, card, what: str) -> None:
+    """Push a recipe's outputs to ``--hub_model_id``: the model and processor (``what``: e.g. "Reader model"),
+    then results, config and curves in one commit, then the card."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    kw = {"token": args.hub_token, "revision": args.revision}
+    model.push_to_hub(args.hub_model_id, private=args.private, commit_message=f"{what} (pixeltok)", **kw)
+    processor.push_to_hub(args.hub_model_id, private=args.private, commit_message="Processor and tokenizer", **kw)
+    files = ("eval_results.json", "training_config.yaml", "trainer_state.json")
+    HfApi(token=args.hub_token).create_commit(
+        args.hub_model_id, [CommitOperationAdd(f, str(output_dir / f)) for f in files],
+        revision=args.revision, commit_message="Held-out results, config and curves")
+    card.push_to_hub(args.hub_model_id, token=args.hub_token, revision=args.revision,
+                     commit_message="Model card with held-out results")
+
+
+def run_recipe(prog: str, argv, parse_args, load_config, check_args, train, errors: tuple = ()) -> None:
+    """A recipe's ``main``: arguments, config and paths are checked before any process group starts (one line on
+    stderr, exit 2), then ``train(args, cfg)`` runs with the libraries' own bars off; a ``ConfigError`` or one of
+    ``errors`` raised while training is one line too."""
+    try:
+        args = parse_args(argv)
+        cfg = load_config(args.config, args.set)
+        check_args(args, cfg)
+    except ConfigError as e:
+        exit_with(e, prog)
+    quiet_cpu_kernel_advice()
+    try:
+        with library_progress_bars_off():
+            train(args, cfg)
+    except (ConfigError, *errors) as e:
+        exit_with(e, prog)

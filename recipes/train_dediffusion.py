@@ -25,16 +25,13 @@ import inspect
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
-from accelerate.utils.environment import parse_flag_from_env
+from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -43,8 +40,8 @@ from pixeltok.data import DATA_KEYS, DataSourceError, load_source
 from pixeltok.drawing import image_bits, image_span_ids
 from pixeltok.hub_cards import render_dediffusion_model_card
 from pixeltok.models.dediffusion import DeDiffusionConfig, DeDiffusionEncoder, text_token_ids
-from pixeltok.scripts import (ArgumentParser, ConfigError, check_exists, checkpoint_dirs, exit_with,
-                              library_progress_bars_off, load_yaml_config, lr_factor, quiet_cpu_kernel_advice)
+from pixeltok.scripts import (ConfigError, check_exists, check_recipe_args, load_yaml_config, lr_factor,
+                              make_accelerator, push_run, recipe_parser, resume, run_recipe, save_checkpoint)
 from pixeltok.tokenization.pixel_codec import pad_rows
 
 PROG = "train_dediffusion.py"
@@ -70,22 +67,8 @@ OPTIONAL = {("decoder", "path"), ("data", "cache_dir"), ("training", "time_budge
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="YAML config (recipes/configs/dediffusion_*.yaml)")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value (YAML-parsed), e.g. --set encoder.config.num_queries=5")
-    p.add_argument("--resume_from_checkpoint", default=None, help="output_dir/checkpoints/step_N, or 'latest'")
-    p.add_argument("--cpu", action="store_true", help="force CPU")
-    p.add_argument("--push_to_hub", action="store_true")
-    p.add_argument("--hub_model_id", default=None, help="user/name on the Hub")
-    p.add_argument("--private", action="store_true")
-    p.add_argument("--revision", default=None, help="Hub branch to push to")
-    p.add_argument("--hub_token", default=None, help="default: HF_TOKEN / the saved login")
-    args = p.parse_args(argv)
-    if args.push_to_hub and not args.hub_model_id:
-        raise ConfigError("--push_to_hub needs --hub_model_id user/name")
-    return args
+    p = recipe_parser(PROG, __doc__.split("\n")[0], "YAML config (recipes/configs/dediffusion_*.yaml)")
+    return p.parse_args(argv)
 
 
 def load_config(path: str, overrides: list[str]) -> dict:
@@ -107,6 +90,11 @@ def load_config(path: str, overrides: list[str]) -> dict:
     if not isinstance(cfg["data"]["options"], dict):
         raise ConfigError(f"{path}: data.options must be a mapping of builder options")
     return cfg
+
+
+def check_args(args, cfg) -> None:
+    check_exists(cfg["decoder"]["path"], "decoder.path")
+    check_recipe_args(args)
 
 
 def load_data(dc: dict):
@@ -137,23 +125,7 @@ def encoder_config(cfg: dict, processor, sample_image) -> DeDiffusionConfig:
 
 
 def main(argv=None):
-    try:
-        args = parse_args(argv)
-        cfg = load_config(args.config, args.set)
-        check_exists(cfg["decoder"]["path"], "decoder.path")
-        ckpt = args.resume_from_checkpoint
-        if ckpt == "latest" and not checkpoint_dirs(Path(args.output_dir)):
-            raise ConfigError(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir}/checkpoints")
-        if ckpt and ckpt != "latest" and not (Path(ckpt) / "trainer_state.json").is_file():
-            raise ConfigError(f"--resume_from_checkpoint {ckpt}: not a checkpoint (no trainer_state.json)")
-    except ConfigError as e:
-        exit_with(e, PROG)
-    quiet_cpu_kernel_advice()
-    try:
-        with library_progress_bars_off():
-            train(args, cfg)
-    except (ConfigError, DataSourceError) as e:
-        exit_with(e, PROG)
+    run_recipe(PROG, argv, parse_args, load_config, check_args, train, errors=(DataSourceError,))
 
 
 def train(args, cfg):
@@ -161,15 +133,7 @@ def train(args, cfg):
 
     tc, dc, ec = cfg["training"], cfg["data"], cfg["evaluation"]
     output_dir = Path(args.output_dir)
-    if tc["num_threads"]:
-        torch.set_num_threads(tc["num_threads"])
-    cpu = args.cpu or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-    mp = tc["mixed_precision"]
-    if mp == "auto":
-        mp = "bf16" if (not cpu and torch.cuda.is_bf16_supported()) else "no"
-    accelerator = Accelerator(cpu=cpu, mixed_precision=mp, gradient_accumulation_steps=tc["gradient_accumulation_steps"],
-                              project_config=ProjectConfiguration(project_dir=str(output_dir)),
-                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    accelerator, mp = make_accelerator(args, tc, output_dir)
     world, rank, main_proc = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     set_seed(tc["seed"])
 
@@ -235,20 +199,7 @@ def train(args, cfg):
         return float(bits[:, 0].sum() / bits[:, 1].sum()), gather_object(texts), bits
 
     state = {"step": 0, "micro_step": 0, "epoch": 0, "train_time_s": 0.0, "best_val_bits": None, "log_history": []}
-    if args.resume_from_checkpoint:
-        ckpt = checkpoint_dirs(output_dir)[-1] if args.resume_from_checkpoint == "latest" \
-            else Path(args.resume_from_checkpoint)
-        accelerator.load_state(str(ckpt))
-        state = json.loads((ckpt / "trainer_state.json").read_text())
-
-    def save_checkpoint():
-        path = output_dir / "checkpoints" / f"step_{state['step']}"
-        accelerator.save_state(str(path))
-        if main_proc:
-            (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
-            for old in checkpoint_dirs(output_dir)[: -tc["save_total_limit"]]:
-                shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
+    state = resume(accelerator, args, output_dir, state)
 
     # ---- train ----------------------------------------------------------------------------------------------------
     budget_s = tc["time_budget_minutes"] * 60 if tc["time_budget_minutes"] else None
@@ -300,7 +251,7 @@ def train(args, cfg):
             if state["step"] % tc["save_every"] == 0 or done:
                 state["train_time_s"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                save_checkpoint()
+                save_checkpoint(accelerator, output_dir, state, tc["save_total_limit"])
             if done:
                 break
         else:
@@ -336,20 +287,8 @@ def train(args, cfg):
         card.save(output_dir / "README.md")
         print(f"[pixeltok] world_size={world} replicas_agree={agree} steps={state['step']} "
               f"test_bits_per_image_token={test_bits:.4f} example={texts[0]!r}", flush=True)
-        if args.push_to_hub:
-            from huggingface_hub import CommitOperationAdd, HfApi
-
-            kw = {"token": args.hub_token, "revision": args.revision}
-            unwrapped.push_to_hub(args.hub_model_id, private=args.private,
-                                  commit_message="De-Diffusion encoder (pixeltok)", **kw)
-            processor.push_to_hub(args.hub_model_id, private=args.private,
-                                  commit_message="The decoder's processor (its tokenizer decodes the text)", **kw)
-            files = ("eval_results.json", "training_config.yaml", "trainer_state.json")
-            HfApi(token=args.hub_token).create_commit(
-                args.hub_model_id, [CommitOperationAdd(f, str(output_dir / f)) for f in files],
-                revision=args.revision, commit_message="Held-out results, config and curves")
-            card.push_to_hub(args.hub_model_id, token=args.hub_token, revision=args.revision,
-                             commit_message="Model card with held-out bits per image token")
+        if args.push_to_hub:  # the processor carries the tokenizer that turns the tokens into text
+            push_run(args, unwrapped, processor, output_dir, card, "De-Diffusion encoder")
     accelerator.wait_for_everyone()
     if world > 1:  # gloo's teardown can deadlock under the GIL (see train_pxby.py): leave once every rank is done
         os._exit(0)

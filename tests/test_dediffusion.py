@@ -206,7 +206,7 @@ def test_train_dediffusion_on_two_cpu_ranks(decoder_dir, tmp_path):
 
 @pytest.mark.parametrize("setting,needle", [
     ("encoder.config.num_querys=3", "encoder.config.num_querys is not a DeDiffusionConfig field"),
-    ("encoder.config.patch_size=5", "multiples of patch_size"),
+    ("encoder.config.num_attention_heads=3", "multiple of num_attention_heads"),
     ("decoder.path=/nonexistent/decoder", "not found"),
     ("data.options={size: 3}", "size must be"),
 ])

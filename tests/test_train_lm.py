@@ -140,7 +140,9 @@ def test_config_errors_are_one_line_before_any_process_group(tmp_path, capsys, m
     def trap(*a, **k):
         raise AssertionError("an Accelerator was created before the config was checked")
 
-    monkeypatch.setattr(recipe, "Accelerator", trap)
+    import accelerate
+
+    monkeypatch.setattr(accelerate, "Accelerator", trap)  # pixeltok.scripts.make_accelerator imports it from there
     with pytest.raises(SystemExit) as e:
         recipe.main(["--config", str(TINY), "--output_dir", str(tmp_path / "o"), "--set", setting])
     assert e.value.code == 2
