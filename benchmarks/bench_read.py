@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 import pixeltok
-from pixeltok.data import load_text_images
+from pixeltok.data import load_source
 from pixeltok.evaluation import character_error_rate, word_accuracy
 from pixeltok.scripts import library_progress_bars_off
 
@@ -66,8 +66,9 @@ def run(args) -> None:
 
     results = json.loads((Path(args.model) / "eval_results.json").read_text())
     d = results["dataset"]
-    data = load_text_images(n_train=min(d["n_train"], 300), n_val=d["n_val"], n_test=d["n_test"], tier=d["tier"],
-                            fonts=d["fonts"], words=d["words"], seed=d["seed"])
+    data = load_source(d.get("source", "text_images"), n_train=min(d["n_train"], 300), n_val=d["n_val"],
+                       n_test=d["n_test"], tier=d["tier"], fonts=d["fonts"], words=d["words"], seed=d["seed"],
+                       options=d.get("options"))  # the run's own test split
     rows = [data["test"][i] for i in range(len(data["test"]) if args.n is None else min(args.n, len(data["test"])))]
     images = [r["image"] for r in rows]
     model = AutoModelForCausalLM.from_pretrained(args.model)

@@ -46,3 +46,32 @@ def test_missing_results_are_named():
         render_pxby_model_card(r)
     with pytest.raises(ValueError, match="nothing to report"):
         render_pxby_model_card(results(test={"num_windows": 0}))
+
+
+def test_drawer_and_dediffusion_cards_carry_their_held_out_numbers():
+    from huggingface_hub import ModelCard
+
+    from pixeltok.hub_cards import render_dediffusion_model_card, render_drawer_model_card
+
+    training = {"steps": 7, "world_size": 1, "device": "cpu", "train_minutes": 1.5, "tokens_per_second": 900.0,
+                "hyperparameters": {"learning_rate": 0.002}}
+    drawer = {"model_type": "llama", "num_parameters": 1234, "processor": {"palette": {"name": "scenes", "colors": [
+        ["red", "#ff0000"]]}, "layout": "raster", "pack": 3}, "tokenizer": "bpe", "training": training,
+        "dataset": {"source": "scenes", "splits": {"train": 10, "test": 4}, "seed": 0},
+        "test": {"caption": {"bits_per_image_token": 0.1234, "bits_per_image": 24.0, "pixel_accuracy": 0.9},
+                 "none": {"bits_per_image_token": 0.5678, "bits_per_image": 110.0}, "tokens_per_image": 197.0,
+                 "examples": [{"caption": "a red circle"}]}}
+    card = render_drawer_model_card(drawer, repo_id="me/drawer")
+    assert card.data.pipeline_tag == "text-to-image" and "| caption | 0.1234 | 90.0% |" in card.text
+    assert "| none | 0.5678 | n/a |" in card.text and "me/drawer" in card.text
+    assert ModelCard(str(card)).data.eval_results[0].metric_value == 0.1234
+    dd = {"num_parameters": 99, "encoder_config": {"num_queries": 15, "tau_start": 1.0, "tau_end": 0.3,
+                                                   "tau_decay_steps": 100, "tau_schedule": "cosine"},
+          "num_text_tokens": 300, "decoder": "runs/draw", "dataset": {"source": "scenes"}, "training": training,
+          "test": {"bits_per_image_token": 0.2468, "bits_per_image": 48.0, "num_images": 4,
+                   "examples": [{"truth": "a red circle top, on white", "text": "a red circle top, on white"}]}}
+    card = render_dediffusion_model_card(dd)
+    assert "K = 15" in card.text and "0.2468 bits per image token" in card.text
+    assert "| a red circle top, on white | `a red circle top, on white` |" in card.text
+    with pytest.raises(KeyError, match="test"):
+        render_dediffusion_model_card({"training": {}, "dataset": {}})
