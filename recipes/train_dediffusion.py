@@ -48,7 +48,10 @@ PROG = "train_dediffusion.py"
 
 DEFAULTS = {
     "decoder": {"path": None},  # a recipes/train_lm.py output folder (data.task: draw), or a Hub id
-    "encoder": {"config": {}},  # DeDiffusionConfig fields; image size and text ids are filled in from the data
+    # config: DeDiffusionConfig fields (image size and text ids are filled in from the data); text_tokens: "seen" =
+    # the decoder's text tokens that its training texts use (the others have untrained embeddings: text the decoder
+    # cannot read, where a Gumbel encoder collapses), "all" = every text token of its tokenizer
+    "encoder": {"config": {}, "text_tokens": "seen"},
     "data": {"source": "scenes", "n_train": 20000, "n_val": 200, "n_test": 500, "options": {}, "tier": "mixed",
              "fonts": "matplotlib", "words": "wamerican", "seed": 0, "cache_dir": None},
     "training": {"seed": 0, "per_device_batch_size": 32, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
@@ -59,7 +62,7 @@ DEFAULTS = {
     "evaluation": {"val_samples": 128, "test_samples": None, "batch_size": 64},
     "hub": {"license": "apache-2.0", "tags": []},
 }
-CHOICES = {("data", "source"): ("scenes", "text_images", "sprites"),
+CHOICES = {("data", "source"): ("scenes", "text_images", "sprites"), ("encoder", "text_tokens"): ("seen", "all"),
            ("data", "tier"): ("clean", "hard", "mixed"),
            ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16")}
 OPTIONAL = {("decoder", "path"), ("data", "cache_dir"), ("training", "time_budget_minutes"),
@@ -104,6 +107,26 @@ def load_data(dc: dict):
         raise ConfigError(f"data.options: {e}") from None
 
 
+def seen_text_tokens(decoder_path: str, processor, allowed: list[int]) -> list[int]:
+    """The ids of ``allowed`` that occur in the decoder's training texts (its ``training_config.yaml`` data, rebuilt
+    through the same builder: up to 20,000 rows of its caption columns)."""
+    local = Path(decoder_path) / "training_config.yaml"
+    if not local.is_file():
+        from huggingface_hub import hf_hub_download
+
+        local = Path(hf_hub_download(decoder_path, "training_config.yaml"))
+    ddc = yaml.safe_load(local.read_text())["data"]
+    rows = load_source(**{k: ddc[k] for k in DATA_KEYS}, n_train=min(ddc["n_train"], 20000))["train"]
+    seen = set()
+    for column in ddc.get("captions") or ["caption"]:
+        for ids in processor.tokenizer(list(rows[column]), add_special_tokens=False)["input_ids"]:
+            seen.update(ids)
+    keep = [i for i in allowed if i in seen]
+    if not keep:
+        raise ConfigError(f"decoder.path {decoder_path}: none of its text tokens occurs in its training texts")
+    return keep
+
+
 def encoder_config(cfg: dict, processor, sample_image) -> DeDiffusionConfig:
     """The encoder's config: the user's fields over defaults that fit the data (its size) and the decoder (ids)."""
     fields = dict(cfg["encoder"]["config"])
@@ -117,9 +140,11 @@ def encoder_config(cfg: dict, processor, sample_image) -> DeDiffusionConfig:
         p = fields.get("patch_size", 4)
         fields.setdefault("image_height", h + (-h) % p)
         fields.setdefault("image_width", w + (-w) % p)
+    ids = text_token_ids(processor)
+    if cfg["encoder"]["text_tokens"] == "seen":
+        ids = seen_text_tokens(cfg["decoder"]["path"], processor, ids)
     try:
-        return DeDiffusionConfig(**fields, text_token_ids=text_token_ids(processor),
-                                 decoder_vocab_size=len(processor.tokenizer))
+        return DeDiffusionConfig(**fields, text_token_ids=ids, decoder_vocab_size=len(processor.tokenizer))
     except ValueError as e:
         raise ConfigError(f"encoder.config: {e}") from None
 

@@ -186,12 +186,30 @@ def test_train_dediffusion_resumes_and_pushes_a_loadable_encoder(encoder_run, sc
     results = json.loads((out / "eval_results.json").read_text())
     assert results["test"]["num_images"] == 16 and results["test"]["bits_per_image_token"] > 0
     assert results["encoder_config"]["num_queries"] == 5
+    # text_tokens: seen -- only the decoder's text tokens that its training captions use
+    from pixeltok.models.dediffusion import text_token_ids
+    from transformers import AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(out)
+    every = text_token_ids(proc)
+    assert 0 < results["num_text_tokens"] < len(every)
+    used = set(AutoModel.from_pretrained(out).config.text_token_ids)
+    captions = " ".join(load_source_captions())
+    assert all(proc.tokenizer.decode([i]) in captions for i in used)
     files = set(HfApi().list_repo_files(repo_id))
     assert {"model.safetensors", "config.json", "tokenizer_config.json", "eval_results.json", "README.md"} <= files
     assert ModelCard.load(repo_id).data.pipeline_tag == "image-to-text"
     hub, local = AutoModel.from_pretrained(repo_id), AutoModel.from_pretrained(out)
     images = scenes["test"]["image"][:4]
     assert hub.describe(images) == local.describe(images)
+
+
+def load_source_captions():
+    """The tiny decoder's training captions (lm_draw_tiny.yaml's data)."""
+    from pixeltok.data import load_scenes
+
+    train = load_scenes(n_train=256, n_val=32, n_test=32, size=16, max_shapes=2)["train"]
+    return list(train["caption"]) + list(train["short_caption"])
 
 
 def test_train_dediffusion_on_two_cpu_ranks(decoder_dir, tmp_path):
