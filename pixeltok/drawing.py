@@ -101,14 +101,13 @@ def greedy_draw(model, processor, texts: Sequence | None = None, sizes: Sequence
         raise ValueError("greedy_draw needs a processor with pack > 1 (fixed-length strip images)")
     model.eval()
     heads = list(prefixes) if prefixes is not None else text_ids(processor, texts)
-    o = processor.pixel_tokenizer._pixel_vocab.offset
     device = next(model.parameters()).device
     allowed = LogitsProcessorList([_OnlyTokens(processor._strip_text, len(processor.tokenizer))])
     out: list = [None] * len(heads)
     jobs = []
     for i, ((w, h), head) in enumerate(zip(sizes, heads)):
         rows, length = (w, h) if processor.scan == "columns" else (h, w)
-        header = processor._to_text[[o["w"] + length - 1, o["h"] + rows - 1, o["nl"]]]
+        header = processor.strip_header_ids(length, rows)
         jobs.append((i, np.concatenate([head, [processor.boi_token_id], header]).astype(np.int64),
                      rows * -(-length // processor.pack)))
     jobs.sort(key=lambda j: (j[2], len(j[1])))  # equal image lengths batch together

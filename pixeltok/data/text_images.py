@@ -85,6 +85,7 @@ NUMBER_RANGE = 100_000  # numbers 0..99999
 TIERS = ("clean", "hard", "mixed")
 SPLITS = ("train", "validation", "test")
 RANDOM_CHARS = string.ascii_letters + string.digits
+_RANDOM_CHAR_ARRAY = np.array(list(RANDOM_CHARS))
 
 DEBIAN_FONT_PACKAGES = ("fonts-dejavu-core", "fonts-liberation", "fonts-freefont-ttf")
 WORDS_PACKAGE = "wamerican"
@@ -468,8 +469,8 @@ def sample_row(rng: np.random.Generator, pools: _Pools, *, tier: str = "mixed", 
     for _ in range(max_tries):
         n_num = len(pools.numbers) if number_fraction > 0 else 0
         if random_fraction > 0 and rng.random() < random_fraction:  # no draw at 0: rows stay as they were
-            chars = np.array(list(RANDOM_CHARS))
-            text, kind = "".join(chars[rng.integers(len(chars), size=int(rng.integers(1, 9)))]), "random"
+            text = "".join(_RANDOM_CHAR_ARRAY[rng.integers(len(RANDOM_CHARS), size=int(rng.integers(1, 9)))])
+            kind = "random"
         elif n_num and (not pools.words or rng.random() < number_fraction):
             text, kind = str(int(pools.numbers[rng.integers(n_num)])), "number"
         elif pools.words:

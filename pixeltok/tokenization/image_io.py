@@ -214,6 +214,26 @@ def composite_on(rgba: np.ndarray, background: tuple[int, int, int] = (255, 255,
     return out.astype(np.uint8)
 
 
+def decode_image_input(image):
+    """A ``datasets`` image dict (``{"bytes": ..., "path": ...}``) or encoded bytes -> a PIL image (lazily decoded);
+    any other input is returned as it is (for :func:`to_rgba`). Raises :class:`ImageInputError`."""
+    if isinstance(image, dict):
+        if image.get("bytes") is not None:
+            image = image["bytes"]
+        elif image.get("path"):
+            image = image["path"]
+        else:
+            raise ImageInputError("image dict has neither 'bytes' nor 'path'")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        if not len(image):
+            raise ImageInputError("empty bytes: not an image")
+        try:
+            image = Image.open(io.BytesIO(bytes(image)))
+        except Exception as e:  # noqa: BLE001 - UnidentifiedImageError and format plugin errors
+            raise ImageInputError(f"bytes are not a readable image ({type(e).__name__}: {e})") from None
+    return image
+
+
 def prepare_reader_image(image, height: int = 16, *, max_width: int = 96,
                          background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Any image -> an RGB PIL image ``height`` px tall and at most ``max_width`` (96) px wide, for the reader.
@@ -232,20 +252,7 @@ def prepare_reader_image(image, height: int = 16, *, max_width: int = 96,
         raise ValueError(f"height must be an int in 4..128 (the reading task uses 11..20), got {height!r}")
     if not _is_count(max_width) or not 1 <= max_width <= 4096:
         raise ValueError(f"max_width must be an int in 1..4096, got {max_width!r}")
-    if isinstance(image, dict):
-        if image.get("bytes") is not None:
-            image = image["bytes"]
-        elif image.get("path"):
-            image = image["path"]
-        else:
-            raise ImageInputError("image dict has neither 'bytes' nor 'path'")
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        if not len(image):
-            raise ImageInputError("empty bytes: not an image")
-        try:
-            image = Image.open(io.BytesIO(bytes(image)))
-        except Exception as e:  # noqa: BLE001 - UnidentifiedImageError and format plugin errors
-            raise ImageInputError(f"bytes are not a readable image ({type(e).__name__}: {e})") from None
+    image = decode_image_input(image)
     if isinstance(image, Image.Image):
         w, h = image.size
         if w * h > (Image.MAX_IMAGE_PIXELS or 1 << 62) or max(w, h) > MAX_INPUT_SIDE:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from transformers import AddedToken, BatchFeature, ProcessorMixin
 
-from .image_io import ImageInput, prepare_reader_image, to_rgba
+from .image_io import ImageInput, composite_on, prepare_reader_image, to_rgba
 from .palettes import Palette, rgb_to_lab
 from .pixel_codec import LAYOUTS, TokenFormatError, as_id_array, pad_rows
 from .tokenization_pixel import PixelTokenizer
@@ -151,13 +151,18 @@ class PixelTextProcessor(ProcessorMixin):
         rows, length = idx.shape
         if max(rows, length) > self.max_side:
             raise ValueError(f"image {idx.shape[1]}x{idx.shape[0]} exceeds max_side={self.max_side}")
-        P, k, o = self._n_colours, self.pack, self._pixels._pixel_vocab.offset
+        P, k = self._n_colours, self.pack
         n = -(-length // k)
         padded = np.zeros((rows, n * k), np.int64)
         padded[:, :length] = idx  # opaque (prepare composites over white): every index < P
         codes = padded.reshape(rows, n, k) @ (P ** np.arange(k - 1, -1, -1, dtype=np.int64))
-        header = self._to_text[[o["w"] + length - 1, o["h"] + rows - 1, o["nl"]]]
-        return np.concatenate([header, self._strip_text[codes.reshape(-1)]])
+        return np.concatenate([self.strip_header_ids(length, rows), self._strip_text[codes.reshape(-1)]])
+
+    def strip_header_ids(self, length: int, rows: int) -> np.ndarray:
+        """The ``<px_w{length}> <px_h{rows}> <px_nl>`` ids that open a strip image of ``rows`` scan lines of ``length``
+        pixels (``pack > 1``: a scan line is a column with ``scan="columns"``, a row otherwise)."""
+        o = self._pixels._pixel_vocab.offset
+        return self._to_text[[o["w"] + length - 1, o["h"] + rows - 1, o["nl"]]]
 
     def prepare(self, image: ImageInput) -> ImageInput:
         """The image as the processor tokenizes it (before quantization): :func:`prepare_image` with this
@@ -308,8 +313,7 @@ class PixelTextProcessor(ProcessorMixin):
             why = (f"id {int(body[3 + np.flatnonzero(codes < 0)[0]])} is not a strip token" if (codes < 0).any()
                    else f"{len(codes)} strip tokens where its {length}x{rows} header needs {rows * n}")
             raise TokenFormatError(f"image at position {b}: {why}")
-        digits = codes.reshape(rows, n, 1) // (P ** np.arange(k - 1, -1, -1, dtype=np.int64)) % P
-        idx = digits.reshape(rows, n * k)[:, :length].astype(np.int16)
+        idx = strip_digits(codes, P, k).reshape(rows, n * k)[:, :length].astype(np.int16)
         return np.ascontiguousarray(idx.T) if self.scan == "columns" else idx
 
     def post_process_image_text_to_text(self, generated_outputs, skip_special_tokens: bool = True, **kwargs):
@@ -325,10 +329,8 @@ def prepare_image(image: ImageInput, image_height: int | None = None, max_side: 
     if image_height is not None:
         image = prepare_reader_image(image, image_height, max_width=max_side)
     if opaque or normalize:
-        rgba = to_rgba(image).astype(np.float32)
-        a = rgba[..., 3:] / 255.0
-        rgb = rgba[..., :3] * a + 255.0 * (1 - a)
-        image = np.dstack([np.rint(rgb), np.full(rgb.shape[:2], 255.0)]).astype(np.uint8)
+        rgb = composite_on(to_rgba(image))
+        image = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     if grayscale or normalize:
         rgba = to_rgba(image)
         grey = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB").convert("L"))
@@ -360,10 +362,14 @@ def _pixel_vocab_ids(vocab, layout: str) -> np.ndarray:
     return np.concatenate([np.arange(*bounds[g]) for g in _LAYOUT_GROUPS[layout]])
 
 
+def strip_digits(codes: np.ndarray, n_colours: int, pack: int) -> np.ndarray:
+    """``(N,)`` strip codes -> ``(N, pack)`` palette indices, first pixel of the strip first (base ``n_colours``)."""
+    return np.asarray(codes, np.int64)[:, None] // (n_colours ** np.arange(pack - 1, -1, -1, dtype=np.int64)) % n_colours
+
+
 def strip_token_names(n_colours: int, pack: int) -> list[str]:
     """The ``n_colours ** pack`` strip tokens, in code order: ``<px_s_`` + one hex palette digit per pixel + ``>``."""
-    codes = np.arange(n_colours ** pack)
-    digits = codes[:, None] // (n_colours ** np.arange(pack - 1, -1, -1)) % n_colours
+    digits = strip_digits(np.arange(n_colours ** pack), n_colours, pack)
     hexd = np.array(list("0123456789abcdef"))[digits]
     return ["<px_s_" + "".join(r) + ">" for r in hexd.tolist()]
 
@@ -417,8 +423,7 @@ def pixel_embedding_init(processor: PixelTextProcessor, dim: int) -> dict[int, n
     if processor.pack > 1:  # a strip = sum over its pixels of a fixed random rotation (one per place) of the colour
         P, k = processor._n_colours, processor.pack
         rots = np.linalg.qr(np.random.default_rng(0).standard_normal((k, dim, dim)))[0]  # (k, dim, dim) orthogonal
-        codes = np.arange(P ** k)
-        digits = codes[:, None] // (P ** np.arange(k - 1, -1, -1)) % P  # (P**k, k)
+        digits = strip_digits(np.arange(P ** k), P, k)  # (P**k, k)
         vecs = sum(colour[digits[:, j]] @ rots[j].T for j in range(k))  # (P**k, dim)
         vecs /= np.sqrt((vecs ** 2).mean(1, keepdims=True)) + 1e-12
         out.update(zip(processor._strip_text.tolist(), vecs))

@@ -133,7 +133,7 @@ class DeDiffusionEncoder(DeDiffusionPreTrainedModel):
         on the right with the border colour)."""
         from PIL import Image
 
-        from pixeltok.tokenization.image_io import prepare_reader_image, to_rgba
+        from pixeltok.tokenization.image_io import composite_on, decode_image_input, prepare_reader_image, to_rgba
 
         H, W = self.config.image_height, self.config.image_width
         out = np.empty((len(images), H, W, 3), np.float32)
@@ -145,11 +145,8 @@ class DeDiffusionEncoder(DeDiffusionPreTrainedModel):
                 canvas[:] = border
                 canvas[:, :rgb.shape[1]] = rgb
                 out[i] = canvas
-            else:
-                rgba = to_rgba(prepare_reader_image(im, H, max_width=4096) if isinstance(im, (str, dict, bytes))
-                               else im)
-                a = rgba[..., 3:].astype(np.float32) / 255.0
-                rgb = (rgba[..., :3] * a + 255.0 * (1 - a)).astype(np.uint8)
+            else:  # the same pixels whatever the input form (path, bytes, PIL, array), transparency over white
+                rgb = composite_on(to_rgba(decode_image_input(im)))
                 if rgb.shape[:2] != (H, W):
                     rgb = np.asarray(Image.fromarray(rgb, "RGB").resize((W, H), Image.BILINEAR))
                 out[i] = rgb
