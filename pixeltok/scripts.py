@@ -137,22 +137,35 @@ def check_value(where: str, value, default, choices=None, optional=False) -> Non
             raise ConfigError(f"{where}: must be >= 0, got {value!r}")
 
 
+def read_yaml_config(path: str) -> dict:
+    """The mapping of sections in the YAML file ``path`` (``--config``); a missing or unreadable file, bad YAML or
+    another shape is a one-line :class:`ConfigError`."""
+    import yaml
+
+    full = os.path.expanduser(path)
+    if not os.path.exists(full):
+        raise ConfigError(f"not found: {path} (--config)")
+    try:
+        with open(full, encoding="utf-8") as f:
+            user = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({type(e).__name__}: {e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(user, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(user).__name__}")
+    return user
+
+
 def load_yaml_config(path: str, overrides: list[str], defaults: dict, choices: dict | None = None,
                      optional: set | None = None) -> dict:
     """A recipe's YAML config merged over ``defaults`` (sections of keys), ``--set SECTION.KEY=VALUE`` overrides
-    applied last. Unknown sections or keys, values of the wrong type, values outside ``choices[(section, key)]``
+    applied last (``--set SECTION.KEY.ENTRY=VALUE`` sets one entry of a mapping-valued key). Unknown sections or keys, values of the wrong type, values outside ``choices[(section, key)]``
     and negative numbers raise :class:`ConfigError` naming the file (or ``--set``) and the key; keys in
     ``optional`` may be null."""
     import yaml
 
-    check_exists(path, "--config")
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            user = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read the config ({type(e).__name__}: {str(e).splitlines()[0]})")
-    if not isinstance(user, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of sections")
+    user = read_yaml_config(path)
     cfg = copy.deepcopy(defaults)
     items = [(s, k, v, path) for s, vals in user.items() for k, v in (vals.items() if isinstance(vals, dict) else
                                                                       [(None, vals)])]
@@ -167,6 +180,10 @@ def load_yaml_config(path: str, overrides: list[str], defaults: dict, choices: d
             raise ConfigError(f"{where}: unknown section {section!r} (known: {sorted(cfg)})")
         if k is None:
             raise ConfigError(f"{where}: section {section!r} must be a mapping")
+        head, dot, sub = k.partition(".")
+        if dot and isinstance(cfg[section].get(head), dict):  # --set model.config.hidden_size=64: one entry of a mapping
+            cfg[section][head] = {**cfg[section][head], sub: v}
+            continue
         if k not in cfg[section]:
             raise ConfigError(f"{where}: unknown key {section}.{k} (known: {sorted(cfg[section])})")
         check_value(f"{where}: {section}.{k}", v, defaults[section][k], (choices or {}).get((section, k)),
@@ -259,20 +276,23 @@ def resume(accelerator, args, output_dir: Path, state: dict) -> dict:
     return json.loads((ckpt / "trainer_state.json").read_text())
 
 
-def push_run(args, model, processor, output_dir: Path, card, what: str) -> None:
-    """Push a recipe's outputs to ``--hub_model_id``: the model and processor (``what``: e.g. "Reader model"),
-    then results, config and curves in one commit, then the card."""
+def push_run(args, model, processor, output_dir: Path, card, what: str, *,
+             processor_message: str = "Processor and tokenizer",
+             files_message: str = "Held-out results, config and curves",
+             card_message: str = "Model card with held-out results") -> None:
+    """Push a recipe's outputs to ``--hub_model_id``: the model (``what``: e.g. "Reader model") and its processor or
+    tokenizer, then ``eval_results.json``, ``training_config.yaml`` and ``trainer_state.json`` in one commit, then
+    the card."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     kw = {"token": args.hub_token, "revision": args.revision}
     model.push_to_hub(args.hub_model_id, private=args.private, commit_message=f"{what} (pixeltok)", **kw)
-    processor.push_to_hub(args.hub_model_id, private=args.private, commit_message="Processor and tokenizer", **kw)
+    processor.push_to_hub(args.hub_model_id, private=args.private, commit_message=processor_message, **kw)
     files = ("eval_results.json", "training_config.yaml", "trainer_state.json")
     HfApi(token=args.hub_token).create_commit(
         args.hub_model_id, [CommitOperationAdd(f, str(output_dir / f)) for f in files],
-        revision=args.revision, commit_message="Held-out results, config and curves")
-    card.push_to_hub(args.hub_model_id, token=args.hub_token, revision=args.revision,
-                     commit_message="Model card with held-out results")
+        revision=args.revision, commit_message=files_message)
+    card.push_to_hub(args.hub_model_id, token=args.hub_token, revision=args.revision, commit_message=card_message)
 
 
 def run_recipe(prog: str, argv, parse_args, load_config, check_args, train, errors: tuple = ()) -> None:
@@ -291,3 +311,34 @@ def run_recipe(prog: str, argv, parse_args, load_config, check_args, train, erro
             train(args, cfg)
     except (ConfigError, *errors) as e:
         exit_with(e, prog)
+
+
+def load_recipe_data(dc: dict, n_train: int | None = None, streaming: bool = False):
+    """A recipe's ``data`` section -> :func:`pixeltok.data.load_source` (``n_train`` defaults to the section's);
+    a bad builder option is a :class:`ConfigError` naming ``data.options``."""
+    from pixeltok.data import DATA_KEYS, load_source
+
+    try:
+        return load_source(**{k: dc[k] for k in DATA_KEYS}, n_train=dc["n_train"] if n_train is None else n_train,
+                           streaming=streaming)
+    except (TypeError, ValueError) as e:  # an unknown or bad builder option
+        raise ConfigError(f"data.options: {e}") from None
+
+
+def run_once(script: Path, config, out: Path, sets: list[str], tag: str, label: str) -> dict:
+    """``python SCRIPT --config CONFIG --output_dir OUT --set ...`` in its own process, unless ``OUT`` already holds
+    its ``eval_results.json`` (an interrupted table resumes); returns those results. The command is printed as
+    ``[TAG] LABEL: ...``; a failure is a :class:`ConfigError` naming ``LABEL``."""
+    import json
+    import subprocess
+
+    if (out / "eval_results.json").is_file():
+        return json.loads((out / "eval_results.json").read_text())
+    cmd = [sys.executable, str(script), "--config", str(config), "--output_dir", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    print(f"[{tag}] {label}: {' '.join(cmd[2:])}", flush=True)
+    r = subprocess.run(cmd, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+    if r.returncode != 0:
+        raise ConfigError(f"{label}: {Path(script).name} exited with {r.returncode}")
+    return json.loads((out / "eval_results.json").read_text())

@@ -20,15 +20,12 @@ error rate of the De-Diffusion text against the true word (reading learnt with n
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_with
+from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_with, run_once
 
 PROG = "eval_dediffusion.py"
 HERE = Path(__file__).resolve().parent
@@ -71,16 +68,7 @@ def parse_args(argv=None):
 
 
 def run(script: str, out: Path, config: Path, sets: list[str]) -> dict:
-    if (out / "eval_results.json").is_file():
-        return json.loads((out / "eval_results.json").read_text())
-    cmd = [sys.executable, str(HERE / script), "--config", str(config), "--output_dir", str(out)]
-    for s in sets:
-        cmd += ["--set", s]
-    print(f"[eval_dediffusion] {' '.join(cmd[2:])}", flush=True)
-    r = subprocess.run(cmd, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
-    if r.returncode != 0:
-        raise ConfigError(f"{out.name}: {script} exited with {r.returncode}")
-    return json.loads((out / "eval_results.json").read_text())
+    return run_once(HERE / script, config, out, sets, "eval_dediffusion", out.name)
 
 
 def second_backbone(decoder_config: Path) -> list[str]:
@@ -149,15 +137,15 @@ def evaluate(task: str, a: Path, b: Path, encoders: dict[int, Path], args, out: 
     prefixes["no text"] = ids_of([""] * len(rows))
 
     table, drawn = {}, {}
-    sizes = [proc.quantize(im).size for im in images]
     targets = [proc.quantize(im) for im in images[:args.draw_samples]]
+    sizes = [t.size for t in targets]
     for name, pre in prefixes.items():
         rec = {"text_tokens": float(np.mean([len(p) - len(bos) for p in pre]))}
         for dname, model in decoders.items():
             bits = image_bits(model, proc, images, prefixes=pre)
             rec[f"bits_{dname}"] = float(bits[:, 0].sum() / bits[:, 1].sum())
             if proc.pack > 1 and args.draw_samples:
-                pics = greedy_draw(model, proc, sizes=sizes[:args.draw_samples], prefixes=pre[:args.draw_samples])
+                pics = greedy_draw(model, proc, sizes=sizes, prefixes=pre[:args.draw_samples])
                 rec[f"pixel_accuracy_{dname}"] = pixel_accuracy(pics, targets)
                 if dname == "A":
                     drawn[name] = pics

@@ -17,12 +17,11 @@ shows validation CER against training minutes for every row.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_with
+from pixeltok.scripts import ArgumentParser, ConfigError, check_exists, exit_with, run_once
 
 PROG = "eval_lm.py"
 HERE = Path(__file__).resolve().parent
@@ -59,19 +58,9 @@ def parse_args(argv=None):
 
 
 def run_row(name: str, overrides: str, args) -> dict:
-    out = Path(args.output_dir) / name.replace("=", "-")
-    if (out / "eval_results.json").is_file():
-        return json.loads((out / "eval_results.json").read_text())
-    sets = overrides.split(" --set ") if overrides else []
-    cmd = [sys.executable, str(HERE / "train_lm.py"), "--config", args.base, "--output_dir", str(out),
-           "--set", f"training.time_budget_minutes={args.budget_minutes}"]
-    for s in sets + list(args.set):
-        cmd += ["--set", s]
-    print(f"[eval_lm] {name}: {' '.join(cmd[2:])}", flush=True)
-    r = subprocess.run(cmd, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
-    if r.returncode != 0:
-        raise ConfigError(f"row {name}: train_lm.py exited with {r.returncode}")
-    return json.loads((out / "eval_results.json").read_text())
+    sets = [f"training.time_budget_minutes={args.budget_minutes}"] + (overrides.split(" --set ") if overrides else [])
+    return run_once(HERE / "train_lm.py", args.base, Path(args.output_dir) / name.replace("=", "-"),
+                    sets + list(args.set), "eval_lm", f"row {name}")
 
 
 def markdown(rows: dict, budget: float) -> str:

@@ -29,7 +29,6 @@ import time
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, TensorDataset
@@ -38,7 +37,8 @@ from tqdm.auto import tqdm
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from pixeltok.compression.model import PixelContextCodecConfig, PixelContextCodecModel  # noqa: E402
 from pixeltok.tiling import cut_tiles  # noqa: E402
-from pixeltok.scripts import ArgumentParser, ConfigError, exit_with, library_progress_bars_off, looks_like_path  # noqa: E402
+from pixeltok.scripts import (ArgumentParser, ConfigError, exit_with, library_progress_bars_off,  # noqa: E402
+                              looks_like_path, read_yaml_config)
 
 
 # ---- data -------------------------------------------------------------------------------------------------------
@@ -152,15 +152,7 @@ def check_type(name: str, value, kind: type, low: int | None = None) -> None:
 
 def load_config(path: str) -> dict:
     """The YAML config, checked key by key and completed with the defaults. Any problem is a ConfigError."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"not found: {path} (--config)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections, got {type(cfg).__name__}")
+    cfg = read_yaml_config(path)
     model_keys = {n: p.default for n, p in inspect.signature(PixelContextCodecConfig.__init__).parameters.items()
                   if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"}
     for section in cfg:

@@ -41,7 +41,8 @@ from pixeltok.drawing import image_bits, image_span_ids
 from pixeltok.hub_cards import render_dediffusion_model_card
 from pixeltok.models.dediffusion import DeDiffusionConfig, DeDiffusionEncoder, text_token_ids
 from pixeltok.scripts import (ConfigError, check_exists, check_recipe_args, load_yaml_config, lr_factor,
-                              make_accelerator, push_run, recipe_parser, resume, run_recipe, save_checkpoint)
+                              load_recipe_data, make_accelerator, push_run, recipe_parser, resume, run_recipe,
+                              save_checkpoint)
 from pixeltok.tokenization.pixel_codec import pad_rows
 
 PROG = "train_dediffusion.py"
@@ -75,14 +76,9 @@ def parse_args(argv=None):
 
 
 def load_config(path: str, overrides: list[str]) -> dict:
-    # encoder.config.X=... on the command line: a key inside the encoder's config mapping
-    nested = [o for o in overrides if o.startswith("encoder.config.")]
-    cfg = load_yaml_config(path, [o for o in overrides if o not in nested], DEFAULTS, CHOICES, OPTIONAL)
+    cfg = load_yaml_config(path, overrides, DEFAULTS, CHOICES, OPTIONAL)  # --set encoder.config.X=... included
     if not isinstance(cfg["encoder"]["config"], dict):
         raise ConfigError(f"{path}: encoder.config must be a mapping of DeDiffusionConfig fields")
-    for o in nested:
-        key, _, raw = o.partition("=")
-        cfg["encoder"]["config"][key[len("encoder.config."):]] = yaml.safe_load(raw)
     known = set(inspect.signature(DeDiffusionConfig.__init__).parameters) - {"self", "kwargs", "text_token_ids",
                                                                              "decoder_vocab_size"}
     for k in cfg["encoder"]["config"]:
@@ -98,13 +94,6 @@ def load_config(path: str, overrides: list[str]) -> dict:
 def check_args(args, cfg) -> None:
     check_exists(cfg["decoder"]["path"], "decoder.path")
     check_recipe_args(args)
-
-
-def load_data(dc: dict):
-    try:
-        return load_source(**{k: dc[k] for k in DATA_KEYS + ("n_train",)})
-    except (TypeError, ValueError) as e:  # an unknown or bad builder option
-        raise ConfigError(f"data.options: {e}") from None
 
 
 def seen_text_tokens(decoder_path: str, processor, allowed: list[int]) -> list[int]:
@@ -170,7 +159,7 @@ def train(args, cfg):
         raise ConfigError(f"decoder.path {cfg['decoder']['path']}: cannot load a model and processor ({e})") from None
     decoder.requires_grad_(False).eval().to(accelerator.device)
     with accelerator.main_process_first():
-        data = load_data(dc)
+        data = load_recipe_data(dc)
     enc_config = encoder_config(cfg, processor, data["train"][0]["image"])
     encoder = DeDiffusionEncoder(enc_config)
     n_params = sum(p.numel() for p in encoder.parameters())

@@ -44,14 +44,14 @@ import pixeltok
 from pixeltok import PixelTextProcessor, PixelTokenizer
 from pixeltok.tokenization.palettes import Palette, get_palette
 from pixeltok.tokenization.text_bpe import train_bpe_tokenizer
-from pixeltok.data import DATA_KEYS, DataSourceError, load_source
+from pixeltok.data import DataSourceError
 from pixeltok.data.scenes import scene_palette
 from pixeltok.drawing import draw_batch, greedy_draw, image_bits, pixel_accuracy
 from pixeltok.evaluation import character_error_rate, word_accuracy
 from pixeltok.hub_cards import render_drawer_model_card, render_reader_model_card
 from pixeltok.reader import read, training_batch
-from pixeltok.scripts import (ConfigError, check_exists, check_recipe_args, load_yaml_config, lr_factor,
-                              make_accelerator, push_run, recipe_parser, resume, run_recipe, save_checkpoint)
+from pixeltok.scripts import (ConfigError, check_exists, check_recipe_args, load_recipe_data, load_yaml_config,
+                              lr_factor, make_accelerator, push_run, recipe_parser, resume, run_recipe, save_checkpoint)
 from pixeltok.tokenization.processing_pixel_text import (init_pixel_embeddings, prepare_image,
                                                           resize_embeddings_for_pixels)
 
@@ -202,14 +202,6 @@ def build_model(cfg: dict, processor):
     return model
 
 
-def load_data(dc: dict, n_train: int, streaming: bool = False):
-    """The ``data.source`` builder's ``DatasetDict`` (``IterableDatasetDict`` when streaming)."""
-    try:
-        return load_source(**{k: dc[k] for k in DATA_KEYS}, n_train=n_train, streaming=streaming)
-    except (TypeError, ValueError) as e:  # an unknown or bad builder option
-        raise ConfigError(f"data.options: {e}") from None
-
-
 class CaptionPicker:
     """The text each drawing sample is conditioned on: one of ``captions`` at random, clauses dropped, or none."""
 
@@ -234,6 +226,8 @@ def drawing_metrics(model, processor, rows: list[dict], columns: list[str], draw
     of a greedy drawing of ``draw_samples`` of them (processors with ``pack > 1``)."""
     out = {}
     images = [r["image"] for r in rows]
+    drawing = processor.pack > 1 and draw_samples
+    targets = [processor.quantize(im) for im in images[:draw_samples]] if drawing else []  # once, for every text
     for name in list(columns) + ["none"]:
         texts = [r[name] for r in rows] if name != "none" else [""] * len(rows)
         with accelerator.split_between_processes(list(zip(images, texts))) as mine:
@@ -242,13 +236,11 @@ def drawing_metrics(model, processor, rows: list[dict], columns: list[str], draw
         bits = np.asarray(gather_object(bits)).reshape(-1, 2)
         rec = {"bits_per_image_token": float(bits[:, 0].sum() / bits[:, 1].sum()),
                "bits_per_image": float(bits[:, 0].mean())}
-        if processor.pack > 1 and draw_samples:
-            sub = list(zip(images, texts))[:draw_samples]
-            with accelerator.split_between_processes(sub) as mine:
-                drawn = greedy_draw(model, processor, [m[1] for m in mine], [processor.quantize(m[0]).size
-                                                                             for m in mine],
+        if drawing:
+            with accelerator.split_between_processes(list(zip(targets, texts))) as mine:
+                drawn = greedy_draw(model, processor, [m[1] for m in mine], [m[0].size for m in mine],
                                     batch_size=batch_size) if mine else []
-                acc = [pixel_accuracy([d], [processor.quantize(m[0])]) for d, m in zip(drawn, mine)]
+                acc = [pixel_accuracy([d], [m[0]]) for d, m in zip(drawn, mine)]
             rec["pixel_accuracy"] = float(np.mean(gather_object(acc)))
         out[name] = rec
     return out
@@ -291,10 +283,10 @@ def train(args, cfg):
     if dc["source"] == "text_images":
         data_kw.update(tier=dc["tier"], fonts=dc["fonts"], words=dc["words"])
     with accelerator.main_process_first():
-        train_stream = load_data(dc, dc["n_train"], streaming=True)["train"] if dc["streaming"] else None
+        train_stream = load_recipe_data(dc, streaming=True)["train"] if dc["streaming"] else None
         # val/test as Arrow (each row depends only on seed, split and index: the same rows whatever n_train); with
         # streaming, the Arrow train split only feeds the palette fit, so a few hundred rows
-        data = load_data(dc, min(dc["n_train"], 300) if dc["streaming"] else dc["n_train"])
+        data = load_recipe_data(dc, min(dc["n_train"], 300) if dc["streaming"] else None)
     text_column = "text" if dc["source"] == "text_images" else "caption"
     if draw:
         missing = [c for c in dc["captions"] if c not in data["train"].column_names]

@@ -48,7 +48,7 @@ from pixeltok.evaluation.generation import generate_window_pairs
 from pixeltok.hub_cards import render_pxby_model_card
 from pixeltok.models.pxby import PxByConfig, PxByForCausalLM
 from pixeltok.scripts import (ArgumentParser, ConfigError, check_exists, checkpoint_dirs, exit_with,
-                              library_progress_bars_off)
+                              library_progress_bars_off, push_run, read_yaml_config)
 from pixeltok.tokenization.pixelbytes import PixelBytesTokenizer
 
 logger = get_logger("pixeltok.train_pxby", log_level="INFO")
@@ -154,15 +154,7 @@ def check_value(name: str, value, default, choices=None) -> None:
 
 def load_config(path: str, overrides: list[str], data_source: str | None) -> dict:
     """YAML config merged over DEFAULTS; ``--set`` overrides applied last. Any problem is a ConfigError."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"not found: {path} (--config)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            user = yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(user, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections, got {type(user).__name__}")
+    user = read_yaml_config(path)
     cfg = copy.deepcopy(DEFAULTS)
     for section, values in user.items():
         if section not in cfg:
@@ -513,21 +505,14 @@ def train(args, cfg):
         logger.info(f"test: {json.dumps(test)}", main_process_only=True)
 
         if args.push_to_hub:
-            from huggingface_hub import CommitOperationAdd, HfApi
-
             if args.hub_dataset_id:  # the prepared splits as parquet, with a dataset card (pixeltok.data)
                 push_dataset_to_hub(raw, args.hub_dataset_id, "pokemon", token=args.hub_token, private=args.private,
                                     license=dc["license"], source=str(dc["source"]), pretty_name=dc["name"],
                                     notes=dc["provenance"] or "")
-            kw = {"token": args.hub_token, "revision": args.revision}
-            unwrapped.push_to_hub(args.hub_model_id, private=args.private, commit_message="PxBy model (pixeltok)", **kw)
-            tokenizer.push_to_hub(args.hub_model_id, private=args.private, commit_message="PixelBytes tokenizer", **kw)
-            run_files = ("eval_results.json", "training_config.yaml", "trainer_state.json")
-            HfApi(token=args.hub_token).create_commit(
-                args.hub_model_id, [CommitOperationAdd(f, str(output_dir / f)) for f in run_files],
-                revision=args.revision, commit_message="Held-out evaluation results, config and training curves")
-            card.push_to_hub(args.hub_model_id, token=args.hub_token, revision=args.revision,
-                             commit_message="Model card with held-out metrics")
+            push_run(args, unwrapped, tokenizer, output_dir, card, "PxBy model",
+                     processor_message="PixelBytes tokenizer",
+                     files_message="Held-out evaluation results, config and training curves",
+                     card_message="Model card with held-out metrics")
             logger.info(f"pushed to {args.hub_model_id}" + (f"@{args.revision}" if args.revision else ""),
                         main_process_only=True)
     accelerator.wait_for_everyone()
