@@ -5,7 +5,7 @@ row, per mixture component with a non-zero weight, per bin edge ``j``: ``t = A +
 11264)``, ``sig = (QSIG[i] + DSIG[i] t) >> 16``, ``acc_j += W sig``; then ``C_j = acc_j >> 24`` and the frequencies.
 Because ``B > 0`` the edges below ``t = 0`` give exactly ``sig = 0`` (DSIG[0] = QSIG[0] = 0) and those from
 ``t >> 16 >= 11264`` exactly ``2**30`` (DSIG[11264] = 0), so the loop only visits the edges in between and adds the
-saturated constant to the rest: a component a few levels wide costs ~100 edges, not 255. One fused pass per row
+saturated constant to the rest (once, as a running sum in the CDF pass): a component a few levels wide costs ~100 edges, not 255. One fused pass per row
 instead of ~10 numpy passes over ``(rows, 255)`` int64 arrays (one thread, see :func:`freqs`).
 
 ``numba`` is optional: without it ``coder`` uses the numpy path (same tables, several times slower).
@@ -30,8 +30,11 @@ if AVAILABLE:
         one30 = qsig[sig_last] >> fb
         total_f = np.int64(1) << freq_bits
         scale = total_f - 256
+        acc = np.empty(255, dtype=np.int64)
+        sat_from = np.empty(256, dtype=np.int64)  # saturated weight added from edge j on (summed in the CDF pass)
         for r in range(n):
-            acc = np.zeros(255, dtype=np.int64)
+            acc[:] = 0
+            sat_from[:] = 0
             for k in range(K):
                 w = wn[r, k]
                 if w == 0:
@@ -55,15 +58,16 @@ if AVAILABLE:
                         i = sig_last
                     v = (qsig[i] + dsig[i] * t) >> fb
                     acc[j] += v * w
-                sat = one30 * w
-                for j in range(jhi, 255):
-                    acc[j] += sat
+                sat_from[jhi] += one30 * w  # the same integer sums as adding it to every edge >= jhi
             # CDF C_0 = 0, C_j = acc_{j-1} >> shift, C_256 = 2**cdf_bits; frequencies as in cdf_to_freqs
             prev = np.int64(0)
             best, best_x = 0, np.int64(-1)
             s = np.int64(0)
+            sat = np.int64(0)
             for j in range(256):
-                c = (acc[j] >> cdf_shift) if j < 255 else (np.int64(1) << cdf_bits)
+                if j < 255:
+                    sat += sat_from[j]
+                c = ((acc[j] + sat) >> cdf_shift) if j < 255 else (np.int64(1) << cdf_bits)
                 x = c - prev
                 prev = c
                 if x > best_x:

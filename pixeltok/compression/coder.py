@@ -434,33 +434,42 @@ def encode_tiles(model, tiles: list[np.ndarray], batch_size: int = 16, progress:
 
 
 @torch.no_grad()
-def decode_front(model, a, hid, delta_rows: np.ndarray, floor, decs: list, fam, channels: int, n: int) -> torch.Tensor:
+def decode_front(model, a, hid, delta_rows: np.ndarray, floor, decs: list, fam, channels: int, n: int,
+                 net=None) -> torch.Tensor:
     """Decode one wavefront step: ``n`` pixels from each of ``len(decs)`` streams (rows ``j*n:(j+1)*n`` belong to
     stream ``j``), channel by channel, each channel's tables conditioned on the ones already decoded. ``delta_rows``:
-    ``(len(decs) * n, channels)`` scale offsets. Returns ``(len(decs) * n, 3)`` int64 levels (grey: G = B = R)."""
+    ``(len(decs) * n, channels)`` scale offsets. ``a, hid``: the reference's exact features and trunk state, or with
+    ``net`` (a ``fastnet.FastExactNet``) ``hid`` is ``net.trunk``'s state (same parameters, bit for bit).
+    Returns ``(len(decs) * n, 3)`` int64 levels (grey: G = B = R)."""
     rows = len(decs) * n
-    prev = torch.zeros(rows, 3, dtype=torch.int64)
+    prev = np.zeros((rows, 3), dtype=np.int64)
     for c in range(channels):
-        params = adapt_mod.apply_scale_offsets(model.exact_head(c, a, hid, prev), delta_rows[:, c], floor)
-        f = mixture_freqs(params).astype(np.float64)
-        col = np.empty(rows, dtype=np.int64)
+        if net is None:
+            params = model.exact_head(c, a, hid, torch.from_numpy(prev))
+        else:
+            params = net.head(hid, c, prev)
+        f = mixture_freqs(adapt_mod.apply_scale_offsets(params, delta_rows[:, c], floor)).astype(np.float64)
         for j, dec in enumerate(decs):
-            col[j * n:(j + 1) * n] = dec.decode(fam, f[j * n:(j + 1) * n])
-        prev[:, c] = torch.from_numpy(col)
+            prev[j * n:(j + 1) * n, c] = dec.decode(fam, f[j * n:(j + 1) * n])
     if channels == 1:  # grayscale: G = B = the coded value
         prev[:, 1:] = prev[:, :1]
-    return prev
+    return torch.from_numpy(prev)
 
 
 def decode_tiles(model, streams: list[bytes], shapes: list[tuple[int, int]], batch_size: int = 64,
-                 progress: bool = False, channels: int = 3) -> list[np.ndarray]:
+                 progress: bool = False, channels: int = 3, reference: bool = False) -> list[np.ndarray]:
     """Inverse of :func:`encode_tiles`: decodes many same-shape tiles in lock-step (batch over tiles).
 
     The decoder only ever reads already-decoded pixels (the causal neighbourhood), so its state is the canvas
     itself -- the analogue of a KV cache -- and each wavefront step is one exact forward pass for all tiles.
     Returns ``(h, w, 3)`` uint8 tiles (R = G = B for ``channels=1``). A stream that is not a valid encoding raises
-    ``ValueError`` or constriction's ``AssertionError`` (callers map both to a format error).
+    ``ValueError`` or constriction's ``AssertionError`` (callers map both to a format error). ``reference``: the
+    model's own ``exact_trunk``/``exact_head`` instead of ``fastnet`` (same tables, slower).
     """
+    from .fastnet import fast_net
+
+    net = None if reference else fast_net(model)
+    net = net if net is not None and net.exact else None
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     if len(shapes) != len(streams):
@@ -494,8 +503,12 @@ def decode_tiles(model, streams: list[bytes], shapes: list[tuple[int, int]], bat
                 n = len(sy)
                 ys, xs = torch.from_numpy(sy), torch.from_numpy(sx)
                 feats = model.gather_context(canvas, ys, xs).reshape(b * n, -1)
-                a, hid = model.exact_trunk(feats)
-                prev = decode_front(model, a, hid, np.repeat(deltas, n, axis=0), floor, decs, fam, channels, n)
+                if net is None:
+                    a, hid = model.exact_trunk(feats)
+                else:  # the same integer features as exact_trunk's
+                    a, hid = None, net.trunk(torch.round(feats.to(torch.float64) * 2.0 ** net.frac).numpy())
+                prev = decode_front(model, a, hid, np.repeat(deltas, n, axis=0), floor, decs, fam, channels, n,
+                                    net=net)
                 vals = prev.reshape(b, n, 3)
                 levels[:, ys, xs, :] = vals
                 canvas[:, ys + c0, xs + x0, :3] = (2.0 * vals.to(torch.float64) - 255.0) / 256.0

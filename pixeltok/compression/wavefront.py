@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from . import adapt as adapt_mod
 from .coder import CODER_ID, FREQ_BITS, _family, _offset_model, decode_front, mixture_freqs
+from .fastnet import fast_net
 from .format import min_stream_bytes
 
 ADAPT_BLOCK = 32  # default adaptation block of version-3 files
@@ -177,10 +178,20 @@ def _coding_positions(sizes: list[int], channels: int) -> np.ndarray:
     return pos
 
 
+def _exact_net(model, reference: bool):
+    """``fastnet``'s regrouped exact network, or None for the model's own exact path (``reference``, or weights
+    too large for fastnet's 2**53 bound)."""
+    if reference:
+        return None
+    net = fast_net(model)
+    return net if net.exact else None
+
+
 def encode_units(model, levels: np.ndarray, block: int, channels: int = 3, adapt: bool = True,
-                 bar: tqdm | None = None) -> tuple[list[bytes], list[float]]:
+                 bar: tqdm | None = None, reference: bool = False) -> tuple[list[bytes], list[float]]:
     """Code ``b`` same-shape units ``levels (b, h, w, 3)`` uint8 (R = G = B for ``channels=1``), each as its own
-    stream: block offsets, then the sub-pixels in wavefront order. Returns ``(streams, ideal_bits)``."""
+    stream: block offsets, then the sub-pixels in wavefront order. Returns ``(streams, ideal_bits)``.
+    ``reference``: the model's own ``exact_trunk_int``/``exact_head`` instead of ``fastnet`` (same bytes, slower)."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     b, h, w, _ = levels.shape
@@ -198,19 +209,25 @@ def encode_units(model, levels: np.ndarray, block: int, channels: int = 3, adapt
     for j in range(b):
         encs[j].encode(offs[j].reshape(-1).astype(np.int32), _offset_model())
     fam = _family()
+    net = _exact_net(model, reference)
     for ys, xs, sizes in step_chunks(h, w, slope, max(1, ENCODE_CHUNK_PIXELS // b)):
         n = len(ys)
         a = canvas.exact_features(ys, xs)
-        hid = model.exact_trunk_int(a)
         lv = levels[:, ys, xs, :]  # (b, n, 3) uint8
         prev = torch.from_numpy(lv.reshape(b * n, 3).astype(np.int64))
+        if net is None:
+            hid = model.exact_trunk_int(a)
+            head = lambda c: model.exact_head(c, a, hid, prev)  # noqa: E731
+        else:
+            st = net.trunk(a.numpy())
+            head = lambda c: net.head(st, c, prev.numpy())  # noqa: E731
         d_rows = deltas[:, ys // block, xs // block, :].reshape(b * n, channels)
         pos = _coding_positions(sizes, channels)
         # tables straight into coding order (per step: R of its pixels, then G, then B), float64 for constriction
         freqs = np.empty((b, channels * n, 256), dtype=np.float64)
         syms = np.empty((b, channels * n), dtype=np.int32)
         for c in range(channels):
-            params = adapt_mod.apply_scale_offsets(model.exact_head(c, a, hid, prev), d_rows[:, c], floor)
+            params = adapt_mod.apply_scale_offsets(head(c), d_rows[:, c], floor)
             freqs[:, pos[c]] = mixture_freqs(params).reshape(b, n, 256)
             syms[:, pos[c]] = lv[:, :, c]
         for j in range(b):
@@ -228,9 +245,10 @@ def encode_units(model, levels: np.ndarray, block: int, channels: int = 3, adapt
 
 @torch.no_grad()
 def decode_units(model, streams: list[bytes], h: int, w: int, block: int, channels: int = 3,
-                 bar: tqdm | None = None) -> np.ndarray:
+                 bar: tqdm | None = None, reference: bool = False) -> np.ndarray:
     """Inverse of :func:`encode_units` for ``b = len(streams)`` same-shape units -> ``(b, h, w, 3)`` uint8 (R = G = B
-    for ``channels=1``). Invalid streams raise ``ValueError`` or constriction's ``AssertionError``."""
+    for ``channels=1``). Invalid streams raise ``ValueError`` or constriction's ``AssertionError``. ``reference``:
+    the model's own exact path, as in :func:`encode_units`."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     b = len(streams)
@@ -246,15 +264,16 @@ def decode_units(model, streams: list[bytes], h: int, w: int, block: int, channe
     floor = model.config.min_log_scale
     canvas = Canvas(model, b, h, w)
     fam = _family()
+    net = _exact_net(model, reference)
     for t in range(step_range(h, w, slope)):
         ys, xs = step_pixels(t, h, w, slope)
         n = len(ys)
         if not n:  # units narrower than the slope have empty steps
             continue
         a = canvas.exact_features(ys, xs)
-        hid = model.exact_trunk_int(a)
+        hid = model.exact_trunk_int(a) if net is None else net.trunk(a.numpy())
         d_rows = deltas[:, ys // block, xs // block, :].reshape(b * n, channels)
-        prev = decode_front(model, a, hid, d_rows, floor, decs, fam, channels, n)
+        prev = decode_front(model, a, hid, d_rows, floor, decs, fam, channels, n, net=net)
         canvas.put(ys, xs, prev.numpy().reshape(b, n, 3))
         if bar is not None:
             bar.update(b * n)
