@@ -193,15 +193,23 @@ def render_reader_model_card(results: dict, *, repo_id: str | None = None, templ
                               tags=list(dict.fromkeys(["pixeltok", "ocr", "pixel-tokens", results.get("model_type", "lm")]
                                                       + list(hub.get("tags") or []))), eval_results=evals)
     prep = []
+    if pc.get("crop"):
+        prep.append("cropped to its ink")
     if pc.get("image_height"):
         prep.append(f"fitted to {pc['image_height']} px high")
-    if pc.get("grayscale"):
+    if pc.get("normalize"):
+        prep.append("normalized to dark ink on white")
+    elif pc.get("grayscale"):
         prep.append("grey")
+    if (pc.get("pack") or 1) > 1:
+        prep.append(f"{pc['pack']} pixels per strip token")
     palette = pc.get("palette") if not pc.get("learned_colors") else f"learned {pc['learned_colors']}-colour"
     summary = (f"{_fmt(train.get('steps'))} optimizer steps on {train.get('world_size')} process(es) "
                f"({train.get('device')}, mixed precision {train.get('mixed_precision', 'no')}) in "
                f"{_fmt(float(train.get('train_minutes', 0.0)))} training minutes, "
                f"{_fmt(float(train.get('tokens_per_second', 0.0)))} tokens/s.")
+    if train.get("init_from"):
+        summary += f" Started from `{train['init_from']}` (an earlier stage of its curriculum)."
     splits = data.get("splits") or {}
     examples = "; ".join(f"`{e['text']}` → `{e['read']}`" for e in test.get("examples", [])[:8]) or "none"
     template = Path(template_path) if template_path else cards_dir() / "reader_model_card.md"

@@ -5,6 +5,7 @@ from .tokenization.image_io import (  # noqa: F401
     ImageInputError,
     array_to_rgba,
     composite_on,
+    ink_box,
     open_image,
     pil_to_rgba,
     prepare_reader_image,

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import DistributedType, gather_object, set_seed
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -64,7 +64,8 @@ DEFAULTS = {
     # first train_rows training texts; phrases: tokens may span words within a ", " clause) or a folder / Hub id
     "tokenizer": {"name": "byt5", "vocab_size": 512, "phrases": True, "train_rows": 5000},
     "processor": {"palette": "named128", "learned_colors": None, "layout": "raster", "scan": "rows",
-                  "max_side": 96, "image_height": None, "grayscale": False, "normalize": False, "pack": 1},
+                  "max_side": 96, "image_height": None, "grayscale": False, "normalize": False, "pack": 1,
+                  "crop": False},
     "data": {"source": "text_images", "task": "read", "n_train": 20000, "n_val": 500, "n_test": 1000,
              "tier": "mixed", "fonts": "matplotlib", "words": "wamerican", "options": {}, "seed": 0,
              "streaming": False, "prompt": "<image>", "cache_dir": None,
@@ -172,11 +173,11 @@ def build_processor(cfg: dict, train_images, bpe_dir: Path | None = None) -> Pix
     palette = config_palette(pc["palette"])
     if pc["learned_colors"]:  # fitted to the training images as the processor will see them
         prepared = [prepare_image(im, pc["image_height"], pc["max_side"], pc["grayscale"], pc["normalize"],
-                                  opaque=pc["pack"] > 1) for im in train_images]
+                                  opaque=pc["pack"] > 1, crop=pc["crop"]) for im in train_images]
         palette = PixelTokenizer.train_palette(prepared, pc["learned_colors"], name="learned").color_palette
     return PixelTextProcessor(tokenizer, palette=palette, layout=pc["layout"], scan=pc["scan"],
                               max_side=pc["max_side"], image_height=pc["image_height"], grayscale=pc["grayscale"],
-                              normalize=pc["normalize"], pack=pc["pack"])
+                              normalize=pc["normalize"], pack=pc["pack"], crop=pc["crop"])
 
 
 def build_model(cfg: dict, processor):
@@ -246,6 +247,26 @@ def drawing_metrics(model, processor, rows: list[dict], columns: list[str], draw
     return out
 
 
+def evaluation_model(accelerator, model, unwrapped):
+    """The model evaluation reads and draws with: the trained model itself, except under FSDP. There each rank holds
+    a shard of every weight and every forward all-gathers them, so all ranks must run the same forwards; but the
+    ranks read different rows (some none) and ``generate()`` stops at EOS, so they would wait on each other forever.
+    Under FSDP every rank gets a plain full copy instead (gathered once; in bf16 under bf16 mixed precision) and
+    evaluates its rows alone. Called on every rank."""
+    if accelerator.distributed_type != DistributedType.FSDP:
+        return unwrapped
+    from copy import deepcopy
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))  # a collective
+    with accelerator.device:  # from_config writes its dtype into the config: a copy of it
+        plain = AutoModelForCausalLM.from_config(deepcopy(unwrapped.config), dtype=torch.bfloat16
+                                                 if accelerator.mixed_precision == "bf16" else torch.float32)
+    plain.load_state_dict(weights)
+    return plain.eval()
+
+
 def reading_metrics(preds: list[str], rows: list[dict]) -> dict:
     out = {"cer": character_error_rate(preds, [r["text"] for r in rows]),
            "word_accuracy": word_accuracy(preds, [r["text"] for r in rows]), "num_images": len(rows)}
@@ -303,7 +324,15 @@ def train(args, cfg):
         train_bpe_tokenizer(texts, cfg["tokenizer"]["vocab_size"], phrases=cfg["tokenizer"]["phrases"]) \
             .save_pretrained(bpe_dir)
     accelerator.wait_for_everyone()
-    processor = build_processor(cfg, palette_images, bpe_dir)
+    init_from = cfg["model"]["init_from"]
+    if init_from and (Path(init_from) / "processor_config.json").is_file():
+        # a pixeltok reader/drawer to train on (a curriculum's next stage): its processor, so every pixel token keeps
+        # its meaning (a palette refitted to this run's images would shift the greys under the learnt embeddings)
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(init_from)
+    else:
+        processor = build_processor(cfg, palette_images, bpe_dir)
     model = build_model(cfg, processor)
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -359,8 +388,9 @@ def train(args, cfg):
             return {"val_loss": float(tot[0] / tot[1]), "val_bits": float(tot[0] / tot[1]) / math.log(2)}
         model.eval()
         rows = [data["validation"][i] for i in range(min(ec["val_samples"], len(data["validation"])))]
+        reader = evaluation_model(accelerator, model, unwrapped)
         with accelerator.split_between_processes(rows) as mine:
-            preds = read(unwrapped, processor, [r["image"] for r in mine], prompt=dc["prompt"],
+            preds = read(reader, processor, [r["image"] for r in mine], prompt=dc["prompt"],
                          max_new_tokens=ec["max_new_tokens"], batch_size=ec["generation_batch_size"]) if mine else []
         preds = gather_object(preds)
         model.train()
@@ -431,13 +461,14 @@ def train(args, cfg):
     rows = [data["test"][i] for i in range(len(data["test"]) if ec["test_samples"] is None
                                             else min(ec["test_samples"], len(data["test"])))]
     t_read = time.perf_counter()
+    evaluated = evaluation_model(accelerator, model, unwrapped)
     if draw:
-        test = drawing_metrics(unwrapped, processor, rows, dc["captions"], ec["draw_samples"],
+        test = drawing_metrics(evaluated, processor, rows, dc["captions"], ec["draw_samples"],
                                ec["generation_batch_size"], accelerator)
         test["examples"] = [{c: r[c] for c in dc["captions"]} for r in rows[:6]]
     else:
         with accelerator.split_between_processes(rows) as mine:
-            preds = read(unwrapped, processor, [r["image"] for r in mine], prompt=dc["prompt"],
+            preds = read(evaluated, processor, [r["image"] for r in mine], prompt=dc["prompt"],
                          max_new_tokens=ec["max_new_tokens"], batch_size=ec["generation_batch_size"]) if mine else []
         preds = gather_object(preds)
         test = reading_metrics(preds, rows)
@@ -445,9 +476,13 @@ def train(args, cfg):
                             for r, p in list(zip(rows, preds))[:12]]
     test["images_per_second"] = len(rows) / (time.perf_counter() - t_read)
     test["tokens_per_image"] = float(np.mean([processor.num_image_tokens(r["image"]) for r in rows]))
-    with torch.no_grad():
-        checksum = float(sum(p.double().sum() for p in unwrapped.parameters()))
+    with torch.no_grad():  # FSDP: of the full copies, all gathered from the same shards
+        checksum = float(sum(p.double().sum() for p in evaluated.parameters()))
     agree = len(set(gather_object([checksum]))) == 1  # DDP kept the replicas identical
+    del evaluated
+    # full weights for save_pretrained: under FSDP gathered from the shards (a collective: every rank calls it) and
+    # returned on the main process only; otherwise the model's own state_dict
+    weights = accelerator.get_state_dict(model)
 
     if main_proc:
         results = {
@@ -457,10 +492,11 @@ def train(args, cfg):
             "task": dc["task"], "tokenizer": cfg["tokenizer"]["name"],
             "dataset": dict(data_kw, splits={k: len(v) for k, v in data.items()}, streaming=dc["streaming"]),
             "training": {"world_size": world, "steps": state["step"], "device": accelerator.device.type,
+                         "init_from": cfg["model"]["init_from"],
                          "mixed_precision": mp, "train_minutes": state["train_time_s"] / 60,
                          "tokens_per_second": state["train_tokens"] / max(state["train_time_s"], 1e-9),
                          "hyperparameters": tc}, "test": test, "hub": cfg["hub"]}
-        unwrapped.save_pretrained(output_dir)
+        unwrapped.save_pretrained(output_dir, state_dict=weights)
         processor.save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=1))
         (output_dir / "trainer_state.json").write_text(json.dumps(state, indent=1))
@@ -475,7 +511,12 @@ def train(args, cfg):
                   f"test_cer={test['cer']:.4f} clean_cer={test.get('clean', {}).get('cer', float('nan')):.4f} "
                   f"hard_cer={test.get('hard', {}).get('cer', float('nan')):.4f}", flush=True)
         if args.push_to_hub:
-            push_run(args, unwrapped, processor, output_dir, card, "Drawing model" if draw else "Reader model")
+            from transformers import AutoModelForCausalLM
+
+            # under FSDP the model's weights are this rank's shards: push the full ones just saved
+            pushed = AutoModelForCausalLM.from_pretrained(output_dir) \
+                if accelerator.distributed_type == DistributedType.FSDP else unwrapped
+            push_run(args, pushed, processor, output_dir, card, "Drawing model" if draw else "Reader model")
     accelerator.wait_for_everyone()
     if world > 1:  # gloo's teardown can deadlock under the GIL (see train_pxby.py): leave once every rank is done
         os._exit(0)

@@ -205,6 +205,10 @@ def test_random_strings_only_in_training_rows_and_other_rows_unchanged():
         assert [t for t, _ in mixed[split]] == plain[split]
     with pytest.raises(ValueError, match="random_fraction"):
         load_text_images(**kw, random_fraction=1.5)
+    short = [r["text"] for r in load_text_images(**kw, random_fraction=1.0, random_max_length=2)["train"]]
+    assert all(1 <= len(t) <= 2 for t in short) and {len(t) for t in short} == {1, 2}
+    with pytest.raises(ValueError, match="random_max_length"):
+        load_text_images(**kw, random_max_length=0)
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [

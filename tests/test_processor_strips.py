@@ -96,11 +96,11 @@ def test_transparency_is_composited_over_white_with_strips(proc):
 
 
 def test_save_load_keeps_pack_normalize_and_ids(tmp_path):
-    p = make(normalize=True, image_height=12)
+    p = make(normalize=True, image_height=12, crop=True)
     img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 50, 3), dtype=np.uint8))
     p.save_pretrained(tmp_path)
     q = AutoProcessor.from_pretrained(tmp_path)
-    assert (q.pack, q.normalize, q.grayscale) == (6, True, True)
+    assert (q.pack, q.normalize, q.grayscale, q.crop) == (6, True, True, True)
     assert np.array_equal(q.image_ids(img), p.image_ids(img))
     assert len(q.tokenizer) == len(p.tokenizer)
 
@@ -112,3 +112,34 @@ def test_structured_strip_embeddings_put_similar_strips_close(proc):
     cos = lambda u, v: float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))  # noqa: E731
     assert cos(a, b) > 0.8 > cos(a, c)
     assert len(vecs) >= 4 ** 6
+
+
+def word_image(fg, bg, height=20, width=60, box=(12, 17, 20, 44), sigma=0.0, seed=0):
+    """A ``height`` x ``width`` image of background ``bg`` with a block of 'letters' (vertical strokes) of ``fg``."""
+    g = np.full((height, width), float(bg))
+    r0, r1, c0, c1 = box
+    g[r0:r1, c0:c1:3] = fg
+    g[r0:r1, c0 + 1:c1:3] = fg
+    g += np.random.default_rng(seed).normal(0, sigma, g.shape)
+    return np.repeat(np.clip(np.rint(g), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize("fg, bg, sigma", [(0, 255, 0), (230, 30, 0), (110, 150, 12)])
+def test_ink_box_finds_small_text_in_any_polarity_and_noise(fg, bg, sigma):
+    from pixeltok.image_io import ink_box
+
+    rows, cols = ink_box(word_image(fg, bg, sigma=sigma))
+    # ink rows 12..16, columns 20..42; margin 1 + 8% of 5 rows = 1 px (noise may add a pixel)
+    assert 10 <= rows.start <= 11 and 17 <= rows.stop <= 19 and 18 <= cols.start <= 19 and 43 <= cols.stop <= 45
+    flat = np.full((10, 10, 3), 77, np.uint8)
+    assert ink_box(flat) == (slice(0, 10), slice(0, 10))  # no contrast: kept whole
+
+
+def test_crop_makes_a_small_word_fill_the_height():
+    small = word_image(0, 255)  # 5 px of ink in a 20 px image
+    kw = dict(palette=GREYS, layout="raster", scan="columns", max_side=96, pack=6, normalize=True, image_height=12)
+    plain, cropped = PixelTextProcessor(ByT5Tokenizer(), **kw), PixelTextProcessor(ByT5Tokenizer(), **kw, crop=True)
+    ink_rows = lambda p: int((np.asarray(p.quantize(small).convert("L")) < 128).any(1).sum())  # noqa: E731
+    assert ink_rows(plain) <= 4 and ink_rows(cropped) >= 8
+    with pytest.raises(ValueError, match="crop=True needs image_height"):
+        make(crop=True)

@@ -245,11 +245,13 @@ def test_generate_produces_a_decodable_caption_and_image(tok):
     m = PxByForCausalLM(tiny("lstm", hidden_size=36, state_size=48)).train()
     x = torch.tensor([ids])
     opt = torch.optim.AdamW(m.parameters(), lr=2e-2)
-    for _ in range(150):
+    for _ in range(600):  # until memorised: how many steps that takes differs between CPUs' float kernels
         loss = m(x, labels=x).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if loss.item() < 1e-3:
+            break
     m.eval()
     prompt_len = 1 + len("a tiny bat") + 1  # <bos> caption \n
     out = m.generate(x[:, :prompt_len], max_new_tokens=len(ids), do_sample=False, eos_token_id=tok.eos_token_id)

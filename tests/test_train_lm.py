@@ -87,6 +87,24 @@ def test_one_process_run_resumes_and_leaves_loadable_outputs(run_one):
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
 
+def test_a_curriculum_stage_starts_from_a_reader_with_its_processor(run_one, tmp_path):
+    """``model.init_from`` a reader: the next stage keeps its processor (its pixel tokens mean the same greys) and
+    starts from its weights, whatever the stage's own processor section says."""
+    import pixeltok  # noqa: F401  (registers PixelTextProcessor with AutoProcessor)
+    from transformers import AutoProcessor
+
+    out = tmp_path / "stage2"
+    cmd = [sys.executable, str(ROOT / "recipes" / "train_lm.py"), "--config", str(TINY), "--output_dir", str(out),
+           "--set", f"model.init_from={run_one[0]}", "--set", "processor.palette=named128",
+           "--set", "training.max_steps=1", "--set", "evaluation.test_samples=2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-4000:]
+    before, after = AutoProcessor.from_pretrained(run_one[0]), AutoProcessor.from_pretrained(out)
+    assert after.palette == before.palette == "nes55" and len(after.tokenizer) == len(before.tokenizer)
+    assert json.loads((out / "eval_results.json").read_text())["training"]["init_from"] == str(run_one[0])
+    assert f"Started from `{run_one[0]}`" in (out / "README.md").read_text()
+
+
 def test_pixeltok_read_prints_one_line_per_image(run_one, tmp_path, capsys):
     from pixeltok.cli import main
 

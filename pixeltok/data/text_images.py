@@ -453,11 +453,11 @@ def _case(word: str, rng: np.random.Generator, title: float, upper: float) -> st
 def sample_row(rng: np.random.Generator, pools: _Pools, *, tier: str = "mixed", hard_fraction: float = 0.5,
                number_fraction: float = 0.1, title_fraction: float = 0.15, upper_fraction: float = 0.1,
                height: int | None = None, width: int | None = None, max_width: int = MAX_WIDTH,
-               max_tries: int = 64, random_fraction: float = 0.0) -> dict:
+               max_tries: int = 64, random_fraction: float = 0.0, random_max_length: int = 8) -> dict:
     """Draw every rendering parameter of one row from ``rng`` (see the module docstring); no pixels yet.
 
-    ``random_fraction``: share of rows whose text is a random string of 1-8 ASCII letters and digits (kind
-    ``"random"``): text no language prior can guess, so a model must read it."""
+    ``random_fraction``: share of rows whose text is a random string of 1 to ``random_max_length`` ASCII letters and
+    digits (kind ``"random"``): text no language prior can guess, so a model must read it."""
     row_tier = tier if tier != "mixed" else ("hard" if rng.random() < hard_fraction else "clean")
     factors = ()
     if row_tier == "hard":
@@ -469,7 +469,7 @@ def sample_row(rng: np.random.Generator, pools: _Pools, *, tier: str = "mixed", 
     for _ in range(max_tries):
         n_num = len(pools.numbers) if number_fraction > 0 else 0
         if random_fraction > 0 and rng.random() < random_fraction:  # no draw at 0: rows stay as they were
-            text = "".join(_RANDOM_CHAR_ARRAY[rng.integers(len(RANDOM_CHARS), size=int(rng.integers(1, 9)))])
+            text = "".join(_RANDOM_CHAR_ARRAY[rng.integers(len(RANDOM_CHARS), size=int(rng.integers(1, random_max_length + 1)))])
             kind = "random"
         elif n_num and (not pools.words or rng.random() < number_fraction):
             text, kind = str(int(pools.numbers[rng.integers(n_num)])), "number"
@@ -543,6 +543,7 @@ class TextImagesConfig(datasets.BuilderConfig):
     tier: str = "mixed"
     hard_fraction: float = 0.5
     random_fraction: float = 0.0
+    random_max_length: int = 8
     number_fraction: float | None = None
     title_fraction: float | None = None
     upper_fraction: float | None = None
@@ -577,6 +578,8 @@ def check_options(c) -> None:
         v = getattr(c, k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
             raise ValueError(f"{k} must be a fraction in [0, 1], got {v!r}")
+    if not _is_count(c.random_max_length) or not 1 <= c.random_max_length <= 32:
+        raise ValueError(f"random_max_length must be an int in 1..32, got {c.random_max_length!r}")
     if (c.title_fraction or 0) + (c.upper_fraction or 0) > 1:
         raise ValueError(f"title_fraction + upper_fraction must be <= 1, got {c.title_fraction} + {c.upper_fraction}")
     for k in ("val_words", "test_words"):
@@ -748,7 +751,8 @@ def make_row(index: int, split_code: int, pools: _Pools, c, number_fraction: flo
     rng = np.random.default_rng([c.seed, split_code, index])
     p = sample_row(rng, pools, tier=c.tier, hard_fraction=c.hard_fraction, number_fraction=number_fraction,
                    title_fraction=title, upper_fraction=upper, height=c.height, width=c.width, max_width=c.max_width,
-                   random_fraction=c.random_fraction if split_code == 0 else 0.0)  # held-out rows: real text
+                   random_fraction=c.random_fraction if split_code == 0 else 0.0,  # held-out rows: real text
+                   random_max_length=c.random_max_length)
     image = render_text_image(p, rng)
     p.pop("_origin")
     p.pop("font_path")
@@ -807,7 +811,8 @@ def load_text_images(*, n_train: int = 10_000, n_val: int = 1_000, n_test: int =
         cache_dir, num_proc, download_mode: as for :func:`pixeltok.data.load_pokemon`.
         download_dir: where fetched Debian packages are kept (default ``<pixeltok cache>/debian``).
         **options: ``hard_fraction=0.5``, ``random_fraction=0`` (training rows only: that share of random 1-8
-            character strings of letters and digits, which a reader cannot guess from spelling),
+            character strings of letters and digits, which a reader cannot guess from spelling; ``random_max_length``
+            sets the 8, e.g. 3 for the first stage of a curriculum),
             ``number_fraction`` (0.1 for the built-in word lists: numbers 0-99999),
             ``title_fraction`` (0.15), ``upper_fraction`` (0.1), ``test_fonts=0.2`` (share or count held out for
             test, or a list of font names), ``font_split="font"|"family"``, ``val_words=0.1``, ``test_words=0.1``

@@ -235,13 +235,15 @@ def decode_image_input(image):
 
 
 def prepare_reader_image(image, height: int = 16, *, max_width: int = 96,
-                         background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+                         background: tuple[int, int, int] = (255, 255, 255), crop: bool = False) -> Image.Image:
     """Any image -> an RGB PIL image ``height`` px tall and at most ``max_width`` (96) px wide, for the reader.
 
     ``image``: a PIL image (any mode), a numpy array, a torch tensor, a file path, encoded bytes, or a
     ``datasets`` image dict (``{"bytes": ..., "path": ...}``). Transparency is composited over ``background``. The
     image is resized (Lanczos) to ``height`` keeping its aspect ratio; a wider result is scaled to ``max_width``
-    instead and padded to ``height`` with the colour of its border (median of the edge pixels), centred.
+    instead and padded to ``height`` with the colour of its border (median of the edge pixels), centred. With
+    ``crop`` the image is first trimmed to the bounding box of its ink (:func:`ink_box`), so that the text, not the
+    margin around it, fills the height: a 7 px word in a 20 px image then gets as many pixels as a 15 px one.
 
     Raises :class:`ImageInputError` for what is not an image, an empty (0-pixel) image, a side over 32768 px or more
     pixels than ``PIL.Image.MAX_IMAGE_PIXELS``, and aspect ratios the output cannot hold (narrower than 1 px at
@@ -266,6 +268,10 @@ def prepare_reader_image(image, height: int = 16, *, max_width: int = 96,
     if max(w, h) > MAX_INPUT_SIDE or w * h > (Image.MAX_IMAGE_PIXELS or 1 << 62):
         raise ImageInputError(f"image is {w}x{h}: absurdly large for a reader image (limit {MAX_INPUT_SIDE} px a side)")
     rgb = composite_on(rgba, tuple(int(v) for v in background))
+    if crop:
+        rows, cols = ink_box(rgb)
+        rgb = np.ascontiguousarray(rgb[rows, cols])
+        h, w = rgb.shape[:2]
     new_w = w * height / h
     if new_w < 1:
         raise ImageInputError(f"image is {w}x{h}: at height {height} it would be {new_w:.2f} px wide (aspect ratio "
@@ -286,3 +292,24 @@ def prepare_reader_image(image, height: int = 16, *, max_width: int = 96,
     out = Image.new("RGB", (max_width, height), fill)
     out.paste(small, (0, (height - ch) // 2))
     return out
+
+
+def ink_box(rgb: np.ndarray) -> tuple[slice, slice]:
+    """``(H, W, 3)`` uint8 -> the rows and columns of the ink's bounding box, with a margin of 1 px + 8% of its height.
+
+    On the 3x3 mean of the luma (noise of sigma 12 shrinks to 4): the background is the median, the ink the darkest
+    or the brightest spot, whichever lies farther from it (dark text on light, or light on dark; a few pixels of a
+    small word suffice), and a pixel is ink past half way between them. An image without contrast is kept whole.
+    """
+    g = rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    h, w = g.shape
+    p = np.pad(g, 1, mode="edge")
+    mean = sum(p[i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9
+    bg, lo, hi = float(np.median(mean)), float(mean.min()), float(mean.max())
+    ink = lo if bg - lo >= hi - bg else hi
+    if abs(bg - ink) < 8:
+        return slice(0, h), slice(0, w)
+    mask = (mean - bg) / (ink - bg) > 0.5
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    m = 1 + round(0.08 * (rows[-1] - rows[0] + 1))
+    return (slice(max(0, rows[0] - m), min(h, rows[-1] + 1 + m)), slice(max(0, cols[0] - m), min(w, cols[-1] + 1 + m)))

@@ -69,6 +69,8 @@ class PixelTextProcessor(ProcessorMixin):
         normalize: stretch each image's luma so its background (the median) is white and its ink (the far tail, 2nd
             or 98th percentile, whichever lies farther from the median) black, whatever the colours and polarity were
             (implies ``grayscale``): a palette of 2-4 greys then means the same thing in every image.
+        crop: with ``image_height``, trim each image to its ink's bounding box first
+            (:func:`~pixeltok.image_io.ink_box`): the text fills the height whatever its margins and font size.
         pack: pixels per token along each scan line (``raster`` only, palettes of at most 16 colours, at most 65,536
             strip tokens). ``1`` is one colour token per pixel; with ``pack > 1`` transparency is composited over
             white and a scan line is ``ceil(length / pack)`` strip tokens with no line-end token (the header's size
@@ -80,7 +82,8 @@ class PixelTextProcessor(ProcessorMixin):
 
     def __init__(self, tokenizer=None, palette: str | dict | Palette = "named128", layout: str = "raster",
                  max_side: int = 96, resize: str | None = None, scan: str = "rows", image_height: int | None = None,
-                 grayscale: bool = False, normalize: bool = False, pack: int = 1, image_token: str = "<image>",
+                 grayscale: bool = False, normalize: bool = False, pack: int = 1, crop: bool = False,
+                 image_token: str = "<image>",
                  boi_token: str = "<boi>", eoi_token: str = "<eoi>", **kwargs):
         if tokenizer is None:
             raise ValueError("PixelTextProcessor needs a text tokenizer (e.g. transformers.ByT5Tokenizer())")
@@ -91,6 +94,9 @@ class PixelTextProcessor(ProcessorMixin):
         if image_height is not None and not (isinstance(image_height, int) and 4 <= image_height <= min(128, max_side)):
             raise ValueError(f"image_height must be None or an int in 4..{min(128, max_side)}, got {image_height!r}")
         self.scan, self.image_height, self.normalize = scan, image_height, bool(normalize)
+        if crop and image_height is None:
+            raise ValueError("crop=True needs image_height (the crop is fitted to that height)")
+        self.crop = bool(crop)
         self.grayscale = bool(grayscale) or self.normalize
         self._pixels = PixelTokenizer(palette=palette, layout=layout, max_side=max_side, resize=resize)
         n_colours = len(self._pixels.color_palette)
@@ -168,7 +174,7 @@ class PixelTextProcessor(ProcessorMixin):
         """The image as the processor tokenizes it (before quantization): :func:`prepare_image` with this
         processor's ``image_height``, ``max_side``, ``grayscale`` and ``normalize`` (opaque when ``pack > 1``)."""
         return prepare_image(image, self.image_height, self.max_side, self.grayscale, self.normalize,
-                             opaque=self.pack > 1)
+                             opaque=self.pack > 1, crop=self.crop)
 
     def quantize(self, image: ImageInput):
         """What :meth:`decode_images` gives back for ``image``: prepared, then quantized to the palette."""
@@ -322,12 +328,13 @@ class PixelTextProcessor(ProcessorMixin):
 
 
 def prepare_image(image: ImageInput, image_height: int | None = None, max_side: int = 96, grayscale: bool = False,
-                  normalize: bool = False, opaque: bool = False):
+                  normalize: bool = False, opaque: bool = False, crop: bool = False):
     """Fit ``image`` to ``image_height`` (aspect kept, at most ``max_side`` wide) when given; composite it over white
     when ``opaque``; make it grey (luma, alpha kept) when ``grayscale``; with ``normalize`` stretch the luma to
-    black ink on a white background (:func:`normalize_luma`, implies ``grayscale``). Otherwise return it unchanged."""
+    black ink on a white background (:func:`normalize_luma`, implies ``grayscale``); with ``crop`` (and
+    ``image_height``) trim it to its ink first. Otherwise return it unchanged."""
     if image_height is not None:
-        image = prepare_reader_image(image, image_height, max_width=max_side)
+        image = prepare_reader_image(image, image_height, max_width=max_side, crop=crop)
     if opaque or normalize:
         rgb = composite_on(to_rgba(image))
         image = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
