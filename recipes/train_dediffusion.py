@@ -39,7 +39,8 @@ import pixeltok
 from pixeltok.data import DATA_KEYS, DataSourceError, load_source
 from pixeltok.drawing import image_bits, image_span_ids
 from pixeltok.hub_cards import render_dediffusion_model_card
-from pixeltok.models.dediffusion import DeDiffusionConfig, DeDiffusionEncoder, text_token_ids
+from pixeltok.models.dediffusion import (DeDiffusionConfig, DeDiffusionEncoder, batch_collapse, text_repetition,
+                                        text_token_ids)
 from pixeltok.scripts import (ConfigError, check_exists, check_recipe_args, load_yaml_config, lr_factor,
                               load_recipe_data, make_accelerator, push_run, recipe_parser, resume, run_recipe,
                               save_checkpoint)
@@ -59,7 +60,7 @@ DEFAULTS = {
                  "min_lr_ratio": 0.1, "weight_decay": 0.01, "adam_beta1": 0.9, "adam_beta2": 0.98, "warmup_steps": 100,
                  "max_steps": 5000, "time_budget_minutes": None, "max_grad_norm": 1.0, "log_every": 10,
                  "eval_every": 250, "save_every": 250, "save_total_limit": 2, "mixed_precision": "auto",
-                 "num_threads": None},
+                 "num_threads": None, "diversity_weight": 0.0, "repetition_weight": 0.0},
     "evaluation": {"val_samples": 128, "test_samples": None, "batch_size": 64},
     "hub": {"license": "apache-2.0", "tags": []},
 }
@@ -190,8 +191,11 @@ def train(args, cfg):
               f"decoder={cfg['decoder']['path']}", flush=True)
 
     def reconstruction_loss(batch, step):
-        """Mean NLL (nats) of the pixel tokens given the encoder's text, through the frozen decoder."""
+        """Mean NLL (nats) of the pixel tokens given the encoder's text, through the frozen decoder; how far the
+        batch's texts have collapsed to one (:func:`batch_collapse`) and repeat a token (:func:`text_repetition`)."""
         out = encoder(batch["pixel_values"], tau=enc_config.gumbel_temperature(step))
+        collapse = batch_collapse(out.logits)
+        extra = tc["diversity_weight"] * collapse + tc["repetition_weight"] * text_repetition(out.logits)
         text = unwrapped.embed_tokens(out.tokens, embedding)  # (B, K, d): gradients reach the encoder here
         parts = [embedding[torch.full((text.shape[0], 1), bos, device=text.device)]] if bos is not None else []
         inputs = torch.cat(parts + [text, embedding[batch["span_ids"]]], 1)  # (B, [1] + K + T, d)
@@ -199,7 +203,7 @@ def train(args, cfg):
         n_text = inputs.shape[1] - batch["span_ids"].shape[1]
         labels = batch["span_labels"][:, 1:]  # position n_text + t predicts span token t + 1
         pred = logits[:, n_text:-1].float()
-        return torch.nn.functional.cross_entropy(pred.transpose(1, 2), labels, ignore_index=-100)
+        return torch.nn.functional.cross_entropy(pred.transpose(1, 2), labels, ignore_index=-100), collapse, extra
 
     def text_bits(split: str, n: int | None) -> tuple[float, list[str], np.ndarray]:
         rows = [data[split][i] for i in range(len(data[split]) if n is None else min(n, len(data[split])))]
@@ -219,7 +223,7 @@ def train(args, cfg):
     budget_s = tc["time_budget_minutes"] * 60 if tc["time_budget_minutes"] else None
     progress_bar = tqdm(total=tc["max_steps"], initial=state["step"], desc="train", disable=not main_proc)
     encoder.train()
-    t0, running, running_n, done = time.perf_counter(), 0.0, 0, False
+    t0, running, running_n, running_collapse, done = time.perf_counter(), 0.0, 0, 0.0, False
     while not done:
         skip = state["micro_step"] - state["epoch"] * len(train_dl)
         epoch_dl = accelerator.skip_first_batches(train_dl, skip) if skip > 0 else train_dl
@@ -231,14 +235,15 @@ def train(args, cfg):
             for g in optimizer.param_groups:
                 g["lr"] = tc["learning_rate"] * lr_factor(progress, state["step"], tc)
             with accelerator.accumulate(encoder), accelerator.autocast():
-                loss = reconstruction_loss(batch, state["step"])
-                accelerator.backward(loss)
+                loss, collapse, extra = reconstruction_loss(batch, state["step"])
+                accelerator.backward(loss + extra)
                 if accelerator.sync_gradients and tc["max_grad_norm"]:
                     accelerator.clip_grad_norm_(encoder.parameters(), tc["max_grad_norm"])
                 optimizer.step()
                 optimizer.zero_grad()
             state["micro_step"] += 1
             running, running_n = running + float(loss.detach()), running_n + 1
+            running_collapse += float(collapse.detach())
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
@@ -246,11 +251,12 @@ def train(args, cfg):
             done = state["step"] >= tc["max_steps"] or (budget_s is not None and elapsed >= budget_s)
             if state["step"] % tc["log_every"] == 0 or done:
                 rec = {"step": state["step"], "train_bits": running / running_n / math.log(2),
+                       "collapse": running_collapse / running_n,
                        "tau": enc_config.gumbel_temperature(state["step"]), "lr": optimizer.param_groups[0]["lr"],
                        "train_minutes": elapsed / 60}
                 state["log_history"].append(rec)
                 progress_bar.set_postfix(bits=f"{rec['train_bits']:.3f}", tau=f"{rec['tau']:.2f}")
-                running, running_n = 0.0, 0
+                running, running_n, running_collapse = 0.0, 0, 0.0
             if state["step"] % tc["eval_every"] == 0 or done:
                 t_eval = time.perf_counter()
                 val_bits, texts, _ = text_bits("validation", ec["val_samples"])

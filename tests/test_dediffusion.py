@@ -130,6 +130,36 @@ def test_gradients_reach_the_encoder_and_not_the_frozen_decoder(decoder, scenes)
     assert enc.patch_embed.weight.grad.abs().sum() > 0 and E.grad is None
 
 
+def test_batch_collapse_is_log_t_for_one_text_and_falls_as_texts_spread():
+    import math
+
+    from pixeltok.models.dediffusion import batch_collapse
+
+    same = torch.zeros(8, 3, 16)
+    same[..., 5] = 50.0  # every image, every position: token 5
+    spread = torch.zeros(8, 3, 16)
+    spread[torch.arange(8), :, torch.arange(8)] = 50.0  # image i writes token i
+    assert float(batch_collapse(same)) == pytest.approx(math.log(16), abs=1e-4)
+    assert float(batch_collapse(spread)) == pytest.approx(math.log(16) - math.log(8), abs=1e-4)
+    flat = torch.zeros(8, 3, 16)  # every image unsure: no information about which image it is
+    assert float(batch_collapse(flat)) == pytest.approx(math.log(16), abs=1e-4)
+    logits = torch.zeros(4, 2, 16, requires_grad=True)
+    batch_collapse(logits + torch.randn(4, 2, 16)).backward()
+    assert logits.grad.abs().sum() > 0  # a loss term: it has a gradient
+
+
+def test_text_repetition_is_one_for_one_token_everywhere_and_zero_for_distinct_tokens():
+    from pixeltok.models.dediffusion import text_repetition
+
+    same = torch.zeros(2, 4, 16)
+    same[..., 3] = 50.0
+    distinct = torch.zeros(2, 4, 16)
+    distinct[:, torch.arange(4), torch.arange(4)] = 50.0  # position k writes token k
+    assert float(text_repetition(same)) == pytest.approx(1.0, abs=1e-4)
+    assert float(text_repetition(distinct)) == pytest.approx(0.0, abs=1e-4)
+    assert float(text_repetition(torch.zeros(2, 1, 16))) == 0.0  # one position repeats nothing
+
+
 def test_temperature_schedule_and_config_errors():
     from pixeltok.models.dediffusion import DeDiffusionConfig
 
@@ -139,7 +169,8 @@ def test_temperature_schedule_and_config_errors():
     e = DeDiffusionConfig(tau_start=2.0, tau_end=0.5, tau_decay_steps=100, tau_schedule="exponential")
     assert e.gumbel_temperature(50) == pytest.approx(1.0)
     for bad, needle in [(dict(image_height=18), "multiples of patch_size"), (dict(num_queries=0), "num_queries"),
-                        (dict(tau_end=3.0), "tau_end <= tau_start"), (dict(fit="crop"), "fit must be")]:
+                        (dict(tau_end=3.0), "tau_end <= tau_start"), (dict(fit="crop"), "fit must be"),
+                        (dict(query_init_std=0), "query_init_std")]:
         with pytest.raises(ValueError, match=needle):
             DeDiffusionConfig(**bad)
 
@@ -183,6 +214,7 @@ def test_train_dediffusion_resumes_and_pushes_a_loadable_encoder(encoder_run, sc
         assert "Traceback" not in r.stderr and "warn" not in r.stderr.lower(), r.stderr[-3000:]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["step"] == 20 and [h["step"] for h in state["log_history"] if "train_bits" in h] == [5, 10, 15, 20]
+    assert all(0 <= h["collapse"] <= 7 for h in state["log_history"] if "train_bits" in h)  # diversity_weight: 0.1
     results = json.loads((out / "eval_results.json").read_text())
     assert results["test"]["num_images"] == 16 and results["test"]["bits_per_image_token"] > 0
     assert results["encoder_config"]["num_queries"] == 5
@@ -249,7 +281,7 @@ def test_eval_dediffusion_regenerates_the_table_in_one_command(tmp_path):
         assert row["bits_A"] > 0 and row["bits_B"] > 0 and 0 <= row["pixel_accuracy_A"] <= 1
     assert res["rows"]["De-Diffusion K=3"]["text_tokens"] == 3
     b = json.loads((tmp_path / "scenes" / "decoder_b" / "eval_results.json").read_text())
-    assert b["model_type"] == "gpt2" and b["training"]["hyperparameters"]["seed"] == 1
+    assert b["model_type"] == "gpt_neox" and b["training"]["hyperparameters"]["seed"] == 1
     table = (tmp_path / "table.md").read_text()
     assert "| De-Diffusion K=2 | 2.0 |" in table and "x short caption (B)" in table
     from PIL import Image

@@ -25,6 +25,9 @@ class DeDiffusionConfig(PretrainedConfig):
             ``tau_end`` over ``tau_decay_steps`` optimizer steps (``tau_schedule``: "cosine" or "exponential"), then
             held; the paper anneals without publishing the schedule.
         hard: straight-through hard Gumbel-softmax (the decoder sees real tokens) or the soft relaxation.
+        query_init_std: standard deviation of the K learned queries at initialisation. Large (1.0) makes the K
+            positions distinct from the start but lets the queries, not the image, set the tokens; small (the
+            ``initializer_range``) leaves the first tokens to what the queries read from the patches.
         fit: how ``preprocess`` sizes an image: "resize" (to exactly height x width) or "line" (to the height,
             aspect kept, then padded on the right with the border colour: one line of text).
     """
@@ -37,7 +40,7 @@ class DeDiffusionConfig(PretrainedConfig):
                  text_token_ids: list[int] | None = None, decoder_vocab_size: int | None = None,
                  tau_start: float = 1.0, tau_end: float = 0.1, tau_decay_steps: int = 2000,
                  tau_schedule: str = "cosine", hard: bool = True, fit: str = "resize", dropout: float = 0.0,
-                 initializer_range: float = 0.02, **kwargs):
+                 initializer_range: float = 0.02, query_init_std: float = 1.0, **kwargs):
         if image_height % patch_size or image_width % patch_size:
             raise ValueError(f"image_height ({image_height}) and image_width ({image_width}) must be multiples of "
                              f"patch_size ({patch_size})")
@@ -60,7 +63,9 @@ class DeDiffusionConfig(PretrainedConfig):
         self.decoder_vocab_size = decoder_vocab_size
         self.tau_start, self.tau_end, self.tau_decay_steps = float(tau_start), float(tau_end), int(tau_decay_steps)
         self.tau_schedule, self.hard, self.fit, self.dropout = tau_schedule, bool(hard), fit, dropout
-        self.initializer_range = initializer_range
+        if not query_init_std > 0:
+            raise ValueError(f"query_init_std must be > 0, got {query_init_std!r}")
+        self.initializer_range, self.query_init_std = initializer_range, float(query_init_std)
         super().__init__(**kwargs)
 
     def gumbel_temperature(self, step: int) -> float:

@@ -23,6 +23,7 @@ pass, and at inference the text is the argmax tokens, readable by any model with
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -66,7 +67,7 @@ class DeDiffusionPreTrainedModel(PreTrainedModel):
             init.zeros_(module.in_proj_bias)
         elif isinstance(module, DeDiffusionEncoder):
             init.normal_(module.position_embeddings, std=std)
-            init.normal_(module.queries, std=1.0)  # distinct queries from the start: K different tokens
+            init.normal_(module.queries, std=self.config.query_init_std)
 
 
 def _layer(config: DeDiffusionConfig, cross: bool) -> nn.Module:
@@ -182,6 +183,34 @@ class DeDiffusionEncoder(DeDiffusionPreTrainedModel):
         return model
 
 
+def batch_collapse(logits: torch.Tensor) -> torch.Tensor:
+    """``(B, K, T)`` logits -> scalar in ``[0, log T]``: for each of the K positions, log T minus the information its
+    token carries about the image within the batch, ``H(mean_b p_b) - mean_b H(p_b)``, meaned over K.
+
+    It is log T when every image gets the same text (the collapse a straight-through encoder falls into: one text
+    that helps the decoder on average) and also when every image's distribution is flat (spread probabilities would
+    otherwise pass for diversity while the argmax stays the same); it falls as confident, different images' tokens
+    differ. ``training.diversity_weight`` times it is added to the loss."""
+    p = logits.float().softmax(-1)  # (B, K, T)
+    mean = p.mean(0)  # (K, T)
+    marginal = -(mean * mean.clamp_min(1e-12).log()).sum(-1)  # (K,)
+    own = -(p * p.clamp_min(1e-12).log()).sum(-1).mean(0)  # (K,)
+    return math.log(logits.shape[-1]) - (marginal - own).mean()
+
+
+def text_repetition(logits: torch.Tensor) -> torch.Tensor:
+    """``(B, K, T)`` logits -> scalar in ``[0, 1]``: the chance that two different positions of one text draw the
+    same token (``p_k . p_k'`` over pairs ``k != k'``, meaned over pairs and images). 1 when all K positions write
+    one token ("on grey" fifteen times: text no caption looks like, so the decoder draws worse than from no text);
+    ``training.repetition_weight`` times it is added to the loss."""
+    p = logits.float().softmax(-1)  # (B, K, T)
+    k = p.shape[1]
+    if k < 2:
+        return p.new_zeros(())
+    gram = p @ p.transpose(1, 2)  # (B, K, K)
+    return (gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(-1)).mean() / (k * (k - 1))
+
+
 def text_token_ids(processor) -> list[int]:
     """The decoder-vocabulary ids a De-Diffusion encoder may write: every token of ``processor.tokenizer`` that is
     not a pixel token, not a special token, and decodes on its own to non-empty printable text."""
@@ -198,7 +227,8 @@ def text_token_ids(processor) -> list[int]:
     return keep
 
 
-__all__ = ["DeDiffusionEncoder", "DeDiffusionOutput", "DeDiffusionPreTrainedModel", "text_token_ids"]
+__all__ = ["DeDiffusionEncoder", "DeDiffusionOutput", "DeDiffusionPreTrainedModel", "batch_collapse",
+           "text_repetition", "text_token_ids"]
 
 DeDiffusionConfig.register_for_auto_class()
 DeDiffusionEncoder.register_for_auto_class("AutoModel")
