@@ -466,10 +466,9 @@ def decode_tiles(model, streams: list[bytes], shapes: list[tuple[int, int]], bat
     ``ValueError`` or constriction's ``AssertionError`` (callers map both to a format error). ``reference``: the
     model's own ``exact_trunk``/``exact_head`` instead of ``fastnet`` (same tables, slower).
     """
-    from .fastnet import fast_net
+    from .fastnet import exact_net
 
-    net = None if reference else fast_net(model)
-    net = net if net is not None and net.exact else None
+    net = exact_net(model, reference)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     if len(shapes) != len(streams):

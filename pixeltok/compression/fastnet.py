@@ -385,3 +385,12 @@ def fast_net(model) -> FastExactNet:
     if net is None:
         net = model._fast_exact = FastExactNet(model)
     return net
+
+
+def exact_net(model, reference: bool = False) -> FastExactNet | None:
+    """The net the coders run: :func:`fast_net`, or None for the model's own exact path (``reference``, or weights
+    too large for fastnet's 2**53 bound)."""
+    if reference:
+        return None
+    net = fast_net(model)
+    return net if net.exact else None

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from . import adapt as adapt_mod
 from .coder import CODER_ID, FREQ_BITS, _family, _offset_model, decode_front, mixture_freqs
-from .fastnet import fast_net
+from .fastnet import exact_net
 from .format import min_stream_bytes
 
 ADAPT_BLOCK = 32  # default adaptation block of version-3 files
@@ -178,15 +178,6 @@ def _coding_positions(sizes: list[int], channels: int) -> np.ndarray:
     return pos
 
 
-def _exact_net(model, reference: bool):
-    """``fastnet``'s regrouped exact network, or None for the model's own exact path (``reference``, or weights
-    too large for fastnet's 2**53 bound)."""
-    if reference:
-        return None
-    net = fast_net(model)
-    return net if net.exact else None
-
-
 def encode_units(model, levels: np.ndarray, block: int, channels: int = 3, adapt: bool = True,
                  bar: tqdm | None = None, reference: bool = False) -> tuple[list[bytes], list[float]]:
     """Code ``b`` same-shape units ``levels (b, h, w, 3)`` uint8 (R = G = B for ``channels=1``), each as its own
@@ -209,7 +200,7 @@ def encode_units(model, levels: np.ndarray, block: int, channels: int = 3, adapt
     for j in range(b):
         encs[j].encode(offs[j].reshape(-1).astype(np.int32), _offset_model())
     fam = _family()
-    net = _exact_net(model, reference)
+    net = exact_net(model, reference)
     for ys, xs, sizes in step_chunks(h, w, slope, max(1, ENCODE_CHUNK_PIXELS // b)):
         n = len(ys)
         a = canvas.exact_features(ys, xs)
@@ -264,7 +255,7 @@ def decode_units(model, streams: list[bytes], h: int, w: int, block: int, channe
     floor = model.config.min_log_scale
     canvas = Canvas(model, b, h, w)
     fam = _family()
-    net = _exact_net(model, reference)
+    net = exact_net(model, reference)
     for t in range(step_range(h, w, slope)):
         ys, xs = step_pixels(t, h, w, slope)
         n = len(ys)
