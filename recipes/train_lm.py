@@ -76,7 +76,9 @@ DEFAULTS = {
                  "min_lr_ratio": 0.1, "weight_decay": 0.01, "adam_beta1": 0.9, "adam_beta2": 0.98, "warmup_steps": 100,
                  "max_steps": 5000, "time_budget_minutes": None, "max_grad_norm": 1.0, "log_every": 10,
                  "eval_every": 250, "save_every": 250, "save_total_limit": 2, "mixed_precision": "auto",
-                 "num_threads": None},
+                 "num_threads": None,
+                 # streaming: rows of this many batches are pooled, sorted by length and cut into batches (few pads)
+                 "group_by_length": 1},
     "evaluation": {"val_samples": 64, "test_samples": None, "max_new_tokens": 24, "generation_batch_size": 32,
                    "draw_samples": 32},
     "hub": {"license": "apache-2.0", "tags": []},
@@ -142,6 +144,10 @@ def check_args(args, cfg) -> None:
         raise ConfigError(f"processor.pack={pc['pack']} needs layout raster and a palette of <= 16 colours with "
                           f"colours ** pack <= 65536 (got layout {pc['layout']!r}, {n_colours} colours; set "
                           f"processor.learned_colors)")
+    g = cfg["training"]["group_by_length"]
+    if not isinstance(g, int) or g < 1 or (g > 1 and not dc["streaming"]):
+        raise ConfigError(f"training.group_by_length: expected an int >= 1 (> 1 only with data.streaming: true), "
+                          f"got {g!r}")
     if cfg["model"]["init_from"]:
         check_exists(cfg["model"]["init_from"], "model.init_from")
     if cfg["tokenizer"]["name"] not in ("byt5", "bpe"):
@@ -278,13 +284,48 @@ def reading_metrics(preds: list[str], rows: list[dict]) -> dict:
     return out
 
 
-def endless(loader, dataset, epoch: int):
+def endless(loader, dataset, epoch: int, groups: int = 1):
     """Batches of a streaming loader, epoch after epoch (a new shuffle seed each time), without end: the training
-    loop, identical on every rank, decides when to stop."""
+    loop, identical on every rank, decides when to stop.
+
+    With ``groups > 1`` each loader batch holds ``groups`` batches' rows: they are sorted by length, cut into
+    ``groups`` batches (each trimmed to its longest row) and yielded in a shuffled order. Reading rows run from ~40
+    to ~190 tokens, so a batch padded to its longest row was nearly half pads."""
+    rng = np.random.default_rng(epoch)
     while True:
         dataset.set_epoch(epoch)
-        yield from loader
+        for big in loader:
+            if groups == 1:
+                yield big
+                continue
+            lengths = big["attention_mask"].sum(1)
+            parts = torch.argsort(lengths, stable=True).chunk(groups)
+            for i in rng.permutation(len(parts)):
+                cut = int(lengths[parts[i]].max())
+                yield {k: v[parts[i], :cut] for k, v in big.items()}
         epoch += 1
+
+
+def answer_loss(model, head: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
+                reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal-LM cross-entropy on the answer tokens, with the output layer run on the answer positions only.
+
+    ``input_ids`` / ``labels``: ``(B, L)``, ``labels`` -100 outside the answers (not shifted). A reading row is ~100
+    image tokens and ~8 answer tokens, and the ``(B, L, vocab)`` logits with their float32 softmax were ~40% of a CPU
+    step, so a pre-hook on ``head`` (the model's ``get_output_embeddings()``) hands it the ``(N, hidden)`` states that
+    predict an answer token instead of all ``B*L``. The call still goes through ``model`` (DDP/FSDP wrappers and
+    autocast see a normal forward) and any transformers causal LM qualifies: they all apply the head last, elementwise
+    after it at most. Returns the loss and ``N``.
+    """
+    target = labels[:, 1:]
+    keep = torch.nn.functional.pad(target != -100, (0, 1))  # position t predicts token t + 1
+    handle = head.register_forward_pre_hook(lambda _module, args: (args[0][keep],) + tuple(args[1:]))
+    try:
+        logits = model(input_ids=input_ids).logits  # (N, vocab)
+    finally:
+        handle.remove()
+    answers = target[target != -100]
+    return torch.nn.functional.cross_entropy(logits.float(), answers, reduction=reduction), answers.new_tensor(len(answers))
 
 
 def main(argv=None):
@@ -350,7 +391,8 @@ def train(args, cfg):
 
     if train_stream is not None:  # each rank renders its own shards: no prepare() of this loader
         train_ds = split_dataset_by_node(train_stream, rank=rank, world_size=world)
-        train_dl = DataLoader(train_ds, batch_size=tc["per_device_batch_size"], collate_fn=collate)
+        train_dl = DataLoader(train_ds, batch_size=tc["per_device_batch_size"] * tc["group_by_length"],
+                              collate_fn=collate)
     else:
         train_dl = DataLoader(data["train"], batch_size=tc["per_device_batch_size"], shuffle=True, collate_fn=collate)
     val_dl = DataLoader(data["validation"], batch_size=tc["per_device_batch_size"], collate_fn=val_collate)
@@ -360,6 +402,7 @@ def train(args, cfg):
     if train_stream is None:
         train_dl = accelerator.prepare(train_dl)
     unwrapped = accelerator.unwrap_model(model)
+    head = unwrapped.get_output_embeddings()
     ranks = gather_object([rank])  # the ranks that answer through the process group (the 2-rank test reads this)
     if main_proc:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -377,11 +420,9 @@ def train(args, cfg):
         model.eval()
         tot = torch.zeros(2, device=accelerator.device)
         for batch in val_dl:
-            logits = model(input_ids=batch["input_ids"]).logits  # right-padded: see the training step
-            lab = batch["labels"][:, 1:]
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), lab, reduction="sum",
-                                                    ignore_index=-100)
-            tot += torch.stack([nll, (lab != -100).sum().float()])
+            # right-padded: see the training step
+            nll, n = answer_loss(model, head, batch["input_ids"], batch["labels"], reduction="sum")
+            tot += torch.stack([nll, n.float()])
         tot = accelerator.reduce(tot, "sum")
         model.train()
         if draw:
@@ -403,7 +444,7 @@ def train(args, cfg):
     t0, tokens, running, running_n, done = time.perf_counter(), 0, 0.0, 0, False
     while not done:
         if train_stream is not None:  # each rank cycles its own shards (their lengths may differ by a batch)
-            epoch_dl = endless(train_dl, train_ds, state["epoch"])
+            epoch_dl = endless(train_dl, train_ds, state["epoch"], tc["group_by_length"])
         else:
             skip = state["micro_step"] - state["epoch"] * len(train_dl)
             epoch_dl = accelerator.skip_first_batches(train_dl, skip) if skip > 0 else train_dl
@@ -417,7 +458,7 @@ def train(args, cfg):
             with accelerator.accumulate(model):
                 # right padding under a causal mask: no real token attends a pad, and pads carry no loss, so the
                 # attention mask is left out and attention takes its fast unmasked causal kernel (about 6x on CPU)
-                loss = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+                loss, _ = answer_loss(model, head, batch["input_ids"], batch["labels"])
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and tc["max_grad_norm"]:
                     accelerator.clip_grad_norm_(model.parameters(), tc["max_grad_norm"])

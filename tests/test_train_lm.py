@@ -134,12 +134,58 @@ def test_two_cpu_ranks_on_the_streaming_path(tmp_path):
     # end of both shares: each rank cycles its own share and the two still step (and all-reduce) in lock-step
     log = accelerate_launch("train_lm.py", "--config", str(TINY), "--output_dir", str(out),
                             "--set", "data.streaming=true", "--set", "data.n_train=65",
-                            "--set", "training.max_steps=20", timeout=300)
+                            "--set", "training.max_steps=20", "--set", "training.group_by_length=2", timeout=300)
     assert re.findall(r"\[pixeltok\] world_size=(\d+) ranks=(\[.*?\]) ", log) == [("2", "[0, 1]")], log[-3000:]
     assert "replicas_agree=True" in log and "Traceback" not in log
     results = json.loads((out / "eval_results.json").read_text())
     assert results["training"]["world_size"] == 2 and results["dataset"]["streaming"] is True
     assert results["test"]["num_images"] == 16  # the test split gathered from both ranks, every image once
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2", "mamba", "pxby"])
+def test_answer_loss_is_the_models_own_loss_on_the_answer_tokens(kind):
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MambaConfig
+
+    from pixeltok.models.pxby import PxByConfig
+
+    torch.manual_seed(0)
+    cfg = {"llama": LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, num_key_value_heads=2),
+           "gpt2": GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2),
+           "mamba": MambaConfig(vocab_size=50, hidden_size=16, state_size=4, num_hidden_layers=1),
+           "pxby": PxByConfig(hidden_size=18, num_hidden_layers=1)}[kind]
+    model = AutoModelForCausalLM.from_config(cfg).eval()  # no dropout: both losses see the same network
+    ids = torch.randint(0, cfg.vocab_size, (3, 9))
+    labels = torch.full_like(ids, -100)
+    labels[0, 4:7], labels[1, 2:9], labels[2, 8] = ids[0, 4:7], ids[1, 2:9], ids[2, 8]  # answers of 3, 7 and 1
+    loss, n = load_recipe().answer_loss(model, model.get_output_embeddings(), ids, labels)
+    assert int(n) == 3 + 7 + 1  # each answer token, the first one predicted from the last prompt position
+    assert torch.allclose(loss, model(input_ids=ids, labels=labels).loss, atol=1e-5)
+    loss.backward()  # gradients flow through the selected positions only
+    assert all(p.grad is not None for p in model.get_output_embeddings().parameters())
+    assert not model.get_output_embeddings()._forward_pre_hooks  # the hook is gone after the call
+
+
+def test_streaming_batches_are_grouped_by_length():
+    import torch
+
+    recipe = load_recipe()
+
+    class Stream:
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    lengths = torch.tensor([7, 2, 5, 3, 9, 4, 6, 8])
+    mask = (torch.arange(9)[None] < lengths[:, None]).long()
+    big = {"input_ids": torch.arange(8)[:, None] * mask, "attention_mask": mask}
+    gen = recipe.endless([big], Stream(), 0, groups=4)
+    batches = [next(gen) for _ in range(4)]
+    assert sorted(int(b["input_ids"][0, 0]) for b in batches) == [1, 5, 6, 7]  # each pair: the shorter's row id
+    for b in batches:  # 2 rows of neighbouring lengths, trimmed to the longer
+        assert b["input_ids"].shape[0] == 2 and b["attention_mask"].shape[1] == int(b["attention_mask"].sum(1).max())
+    rows = sorted(int(r) for b in batches for r in b["input_ids"][:, 0])
+    assert rows == list(range(8))
 
 
 @pytest.mark.parametrize("setting,needle", [
@@ -151,6 +197,7 @@ def test_two_cpu_ranks_on_the_streaming_path(tmp_path):
     ("training.max_stepz=3", "unknown key training.max_stepz"),
     ("data.tier=medium", "data.tier"),
     ("model.init_from=./no/such/model", "not found: ./no/such/model"),
+    ("training.group_by_length=4", "only with data.streaming: true"),
 ])
 def test_config_errors_are_one_line_before_any_process_group(tmp_path, capsys, monkeypatch, setting, needle):
     recipe = load_recipe()
