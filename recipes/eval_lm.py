@@ -7,7 +7,7 @@ training-time budget, plus Tesseract on the same held-out images; a markdown tab
 Rows (each changes one thing from ``--base``, ``recipes/configs/lm_reader.yaml`` by default):
 - layout: grouped, raster, runs (same palette and model);
 - palette: named128, nes55, a learned 8-colour palette;
-- model: GPT-2, Llama and Mamba from transformers.
+- model: GPT-2, Llama and Mamba from transformers, and PxBy on PixelBytes' byte + palette vocabulary.
 Each row runs ``recipes/train_lm.py`` in its own process (1 CPU process, ``--set training.time_budget_minutes=B``)
 into ``output_dir/<row>/``; a row whose ``eval_results.json`` exists is reused, so an interrupted table resumes.
 ``table.md`` lists held-out CER and word accuracy per tier, tokens per image, tokens/s and steps; ``curves.png``
@@ -29,6 +29,12 @@ MODELS = {  # about the same parameter count as the base Llama
     "gpt2": "model.type=gpt2 --set model.config={n_embd: 128, n_layer: 4, n_head: 4, n_positions: 4096}",
     "llama": "",
     "mamba": "model.type=mamba --set model.config={hidden_size: 128, state_size: 16, num_hidden_layers: 4}",
+    # PxBy on PixelBytes' own vocabulary: bytes + the nes55 colours one token per pixel, rows ended by a token, so
+    # its 3x3 window embedding sees each pixel's neighbours above (about 7x the tokens of the base's strips)
+    "pxby": "model.type=pxby --set model.config={hidden_size: 128, backbone: transformer, num_hidden_layers: 4, "
+            "num_attention_heads: 4, intermediate_size: 384} --set model.embedding_init=mean "
+            "--set processor.palette=nes55 --set processor.learned_colors=null --set processor.pack=1 "
+            "--set processor.layout=raster",
 }
 ROWS = {
     "layout": {f"layout={v}": f"processor.layout={v}" for v in ("grouped", "raster", "runs")},

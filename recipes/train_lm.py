@@ -70,8 +70,10 @@ DEFAULTS = {
              "tier": "mixed", "fonts": "matplotlib", "words": "wamerican", "options": {}, "seed": 0,
              "streaming": False, "prompt": "<image>", "cache_dir": None,
              # task draw: the text before each image is one of `captions` (columns, picked at random), or nothing
-             # with probability caption_dropout; clause_dropout drops each ", "-separated clause (one always stays)
-             "captions": ["caption", "short_caption"], "caption_dropout": 0.1, "clause_dropout": 0.0},
+             # with probability caption_dropout; clause_dropout drops each ", "-separated clause (one always stays);
+             # clause_shuffle: the chance the clauses come in a random order
+             "captions": ["caption", "short_caption"], "caption_dropout": 0.1, "clause_dropout": 0.0,
+             "clause_shuffle": 0.0},
     "training": {"seed": 0, "per_device_batch_size": 16, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
                  "min_lr_ratio": 0.1, "weight_decay": 0.01, "adam_beta1": 0.9, "adam_beta2": 0.98, "warmup_steps": 100,
                  "max_steps": 5000, "time_budget_minutes": None, "max_grad_norm": 1.0, "log_every": 10,
@@ -110,11 +112,12 @@ def check_model(mc: dict, path: str) -> None:
     """``model.type`` must be a causal-LM model type and ``model.config`` its config's fields (typos would become
     silent extra attributes)."""
     from transformers import AutoConfig, CONFIG_MAPPING
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-    if mc["type"] not in CONFIG_MAPPING or mc["type"] not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+    # registered classes count (pxby, once pixeltok is imported)
+    if mc["type"] not in CONFIG_MAPPING or CONFIG_MAPPING[mc["type"]] not in MODEL_FOR_CAUSAL_LM_MAPPING:
         raise ConfigError(f"{path}: model.type {mc['type']!r} is not a transformers causal LM type "
-                          f"(e.g. gpt2, llama, mamba, qwen2)")
+                          f"(e.g. gpt2, llama, mamba, qwen2, pxby)")
     fields = AutoConfig.for_model(mc["type"]).to_dict()
     for k in mc["config"]:
         if k not in fields:
@@ -130,7 +133,7 @@ def check_args(args, cfg) -> None:
         raise ConfigError(f"data.captions: expected a list of column names, got {dc['captions']!r}")
     if not isinstance(dc["options"], dict):
         raise ConfigError(f"data.options: expected a mapping of builder options, got {dc['options']!r}")
-    for k in ("caption_dropout", "clause_dropout"):
+    for k in ("caption_dropout", "clause_dropout", "clause_shuffle"):
         if not 0 <= dc[k] <= 1:
             raise ConfigError(f"data.{k}: expected a probability in 0..1, got {dc[k]!r}")
     if not isinstance(pc["pack"], int) or pc["pack"] < 1:
@@ -148,6 +151,9 @@ def check_args(args, cfg) -> None:
     if not isinstance(g, int) or g < 1 or (g > 1 and not dc["streaming"]):
         raise ConfigError(f"training.group_by_length: expected an int >= 1 (> 1 only with data.streaming: true), "
                           f"got {g!r}")
+    if cfg["model"]["type"] == "pxby" and (pc["layout"] != "raster" or pc["pack"] != 1):
+        raise ConfigError(f"model.type pxby builds 3x3 windows from one token per pixel in rows: it needs "
+                          f"processor.layout raster and processor.pack 1 (got {pc['layout']!r}, {pc['pack']})")
     if cfg["model"]["init_from"]:
         check_exists(cfg["model"]["init_from"], "model.init_from")
     if cfg["tokenizer"]["name"] not in ("byt5", "bpe"):
@@ -198,6 +204,15 @@ def build_model(cfg: dict, processor):
     fields = dict(mc["config"])
     if mc["type"] == "gpt2":
         fields.setdefault("n_positions", 4096)  # learned positions: room for the longest image
+    if mc["type"] == "mamba":  # without the CUDA kernels, mambapy's parallel scan: the sequential one's backward
+        fields.setdefault("use_mambapy", True)  # took minutes per step on CPU for a few hundred tokens
+    if mc["type"] == "pxby":  # one token per pixel in rows: PixelBytes' vocabulary (bytes, colours, a row end)
+        colours = processor.color_token_ids
+        if not (np.diff(colours) == 1).all():
+            raise ConfigError("model.type pxby needs the colour tokens at consecutive ids (a tokenizer that already "
+                              "held some pixel tokens breaks that)")
+        fields.update(first_color_id=int(colours[0]), num_colors=len(colours), row_token_id=processor.row_token_id,
+                      segment_token_id=processor.eoi_token_id)
     config = AutoConfig.for_model(mc["type"], **fields, vocab_size=len(tok), pad_token_id=tok.pad_token_id,
                                   bos_token_id=tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id,
                                   eos_token_id=tok.eos_token_id)
@@ -214,7 +229,7 @@ class CaptionPicker:
 
     def __init__(self, dc: dict, seed: int):
         self.columns, self.rng = dc["captions"], np.random.default_rng(seed)
-        self.dropout, self.clause_dropout = dc["caption_dropout"], dc["clause_dropout"]
+        self.dropout, self.clause_dropout, self.shuffle = dc["caption_dropout"], dc["clause_dropout"], dc["clause_shuffle"]
 
     def __call__(self, row: dict) -> str:
         if self.rng.random() < self.dropout:
@@ -224,6 +239,10 @@ class CaptionPicker:
             clauses = text.split(", ")
             keep = [c for c in clauses if self.rng.random() >= self.clause_dropout]
             text = ", ".join(keep or [clauses[int(self.rng.integers(len(clauses)))]])
+        if self.shuffle and self.rng.random() < self.shuffle:
+            # a De-Diffusion encoder writes phrases in whatever order its queries come: the decoder reads any order
+            clauses = text.split(", ")
+            text = ", ".join(clauses[i] for i in self.rng.permutation(len(clauses)))
         return text
 
 

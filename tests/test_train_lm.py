@@ -213,3 +213,17 @@ def test_config_errors_are_one_line_before_any_process_group(tmp_path, capsys, m
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("train_lm.py: error: ") and needle in err, err
+
+
+def test_caption_picker_shuffles_clauses_and_keeps_each_once():
+    recipe = load_recipe()
+    dc = dict(recipe.DEFAULTS["data"], captions=["caption"], caption_dropout=0.0, clause_dropout=0.0,
+              clause_shuffle=1.0)
+    pick = recipe.CaptionPicker(dc, seed=0)
+    row = {"caption": "a large red circle top left, a small blue square bottom right, a ring centre, on white"}
+    texts = {pick(row) for _ in range(40)}
+    clauses = sorted(row["caption"].split(", "))
+    assert all(sorted(t.split(", ")) == clauses for t in texts)  # the same clauses, each once
+    assert len(texts) > 5 and row["caption"] in texts  # many orders, the grammar's among them
+    dc["clause_shuffle"] = 0.0
+    assert {recipe.CaptionPicker(dc, seed=0)(row) for _ in range(5)} == {row["caption"]}

@@ -126,6 +126,12 @@ class PixelTextProcessor(ProcessorMixin):
                              "build the processor from the tokenizer it was saved with")
         self._to_text = np.full(len(vocab), -1, np.int64)  # pixel-vocab id -> text-tokenizer id
         self._to_text[pixel_ids] = text_ids
+        # the layout a window-building model (PxBy) needs: colour ids in palette order, and the line-end token
+        kinds = np.asarray([vocab.type_of[i] for i in pixel_ids])
+        colours = pixel_ids[kinds == "C"]
+        self.color_token_ids = self._to_text[colours[np.argsort([vocab.value_of[i] for i in colours])]]
+        ends = self._to_text[pixel_ids[kinds == "N"]]
+        self.row_token_id = int(ends[0]) if len(ends) and self.pack == 1 else None
         self._to_pixel = np.full(max(len(tok), int(text_ids.max()) + 1), -1, np.int64)  # and back
         self._to_pixel[text_ids] = pixel_ids
         self._strip_text = self._to_code = None
