@@ -3,11 +3,13 @@
     OMP_NUM_THREADS=2 python benchmarks/bench_codec.py --wallpaper_dir /tmp/wall/x/usr/share/wallpapers --n 600
 
 ``--whole NAME[:SCALE],...`` codes whole photos instead (scikit-image names, or wallpaper names with
-``--wallpaper_dir``; ``:2`` box-downscales by 2 first): real ``.ptk`` files of the whole image (version 3, one unit,
-context across the whole image) and of independent 32x32 tiles (``tile_size=32``), both decoded back and checked,
-against JPEG-XL lossless effort 9 of the same pixels, with encode/decode MP/s:
+``--wallpaper_dir``; ``:2`` box-downscales by 2 first): real ``.ptk`` files of the whole image at each
+``--efforts`` preset (fast, max: adaptive context mixing; network: the pretrained network, also as independent
+32x32 tiles), each decoded back and checked, next to PNG, WebP lossless and JPEG-XL lossless effort 7 and 9 of the
+same pixels, with encode/decode MP/s:
 
     OMP_NUM_THREADS=1 python benchmarks/bench_codec.py --threads 1 --whole chelsea,coffee,immunohistochemistry:2
+    python benchmarks/bench_codec.py --threads 1 --efforts fast,max --whole chelsea,chelsea:2,coffee,coffee:2
 
 Tiles come from photos listed as held out in ``recipes/configs/codec_default.yaml`` (never trained on), at native
 resolution (``--scale 1``) or box-downscaled. Each tile is coded alone, as its own range-coder stream; reported:
@@ -54,6 +56,8 @@ def main(argv=None):
     p.add_argument("--out", default="bench_codec.json")
     p.add_argument("--whole", default=None, help="comma-separated photos NAME[:SCALE] to code whole (see above)")
     p.add_argument("--no_tiles", action="store_true", help="with --whole: skip the 32x32-tile comparison")
+    p.add_argument("--efforts", default="fast,max,network",
+                   help="with --whole: compress efforts to measure (network is ~50x slower than fast/max)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.whole:
@@ -145,11 +149,20 @@ def bench_whole(args):
     import imagecodecs
     import skimage.data
 
-    from pixeltok.compression import compress, decompress
+    from pixeltok.compression import EFFORTS, compress, decompress
     from pixeltok.compression._fast_tables import AVAILABLE as fast_tables
 
+    efforts = args.efforts.split(",")
+    for e in efforts:
+        if e not in EFFORTS:
+            raise SystemExit(f"--efforts: unknown effort {e!r} (known: {', '.join(EFFORTS)})")
     model = load_codec_model(args.model)
-    compress(np.zeros((8, 8, 3), np.uint8), model=model)  # compile/warm up once, outside the timings
+    for e in efforts:  # compile / warm up once, outside the timings
+        compress(np.zeros((8, 8, 3), np.uint8), **({"model": model} if e == "network" else {"effort": e}))
+    classic = {"png": lambda a: imagecodecs.png_encode(a, level=9),
+               "webp": lambda a: imagecodecs.webp_encode(a, lossless=True),
+               "jxl_e7": lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=7, numthreads=1),
+               "jxl_e9": lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=9, numthreads=1)}
     rows = []
     for spec in args.whole.split(","):
         name, _, scale = spec.partition(":")
@@ -157,37 +170,53 @@ def bench_whole(args):
         if hasattr(skimage.data, name):
             img = np.asarray(getattr(skimage.data, name)())[..., :3]
         else:
-            img = load_photos([name], [], args.wallpaper_dir)[name]
+            img = load_photos([name], [], args.wallpaper_dir)[f"wallpaper:{name}"]
         img = np.ascontiguousarray(box_downscale(img, scale))
         h, w = img.shape[:2]
         sub, mp = img.size, h * w / 1e6
+        row = {"photo": f"{name}" + (f" /{scale}" if scale > 1 else ""), "size": f"{w}x{h}"}
+        for key, enc in classic.items():
+            t0 = time.perf_counter()
+            data = enc(img)
+            row[f"{key}_enc_mps"] = mp / (time.perf_counter() - t0)
+            row[f"{key}_bpsp"] = len(data) * 8 / sub
         jxl = imagecodecs.jpegxl_encode(img, lossless=True, effort=9, numthreads=1)
         assert np.array_equal(np.asarray(imagecodecs.jpegxl_decode(jxl))[..., :3].reshape(img.shape), img)
-        row = {"photo": f"{name}" + (f" /{scale}" if scale > 1 else ""), "size": f"{w}x{h}",
-               "jxl_bpsp": len(jxl) * 8 / sub}
-        for label, tile in [("whole", None)] + ([] if args.no_tiles else [("tiles32", 32)]):
+        row["jxl_bpsp"] = row["jxl_e9_bpsp"]
+        units = [(e, None) for e in efforts] + ([] if args.no_tiles or "network" not in efforts
+                                                else [("network_tiles32", 32)])
+        for label, tile in units:
+            kw = {"model": model} if label.startswith("network") else {"effort": label}
             t0 = time.perf_counter()
-            data, st = compress(img, model=model, tile_size=tile, return_stats=True)
+            data, st = compress(img, tile_size=tile, return_stats=True, **kw)
             t_enc = time.perf_counter() - t0
             t0 = time.perf_counter()
             out = np.asarray(decompress(data, model=model))
             t_dec = time.perf_counter() - t0
-            assert np.array_equal(out, img), f"{name}: round trip not exact"
+            assert np.array_equal(out, img), f"{name} ({label}): round trip not exact"
             row[f"{label}_file_bpsp"] = len(data) * 8 / sub
-            row[f"{label}_ideal_bpsp"] = st["ideal_bits"] / sub
             row[f"{label}_enc_mps"] = mp / t_enc
             row[f"{label}_dec_mps"] = mp / t_dec
         rows.append(row)
         print(json.dumps(row))
-    print(f"\nthreads {args.threads}, compiled tables {fast_tables}; bits per sub-pixel of real files (ratio to JPEG-XL e9)")
-    print(f"{'photo':<28} {'size':>9} {'JPEG-XL e9':>10} {'tiles 32':>15} {'whole image':>15} "
-          f"{'enc MP/s':>13} {'dec MP/s':>13}")
+    print(f"\nthreads {args.threads}, compiled tables {fast_tables}; bits per sub-pixel of real files, every round "
+          f"trip exact; (x) = ratio to JPEG-XL lossless effort 9 of the same pixels, MP/s on this CPU")
+    head = f"{'photo':<26} {'size':>9} {'PNG':>6} {'WebP':>6} {'JXL e7':>7} {'JXL e9':>7}"
+    for label, _ in units:
+        head += f" | {label + ' bpsp (x)':>22} {'enc':>6} {'dec':>6}"
+    print(head)
     for r in rows:
-        t = (f"{r['tiles32_file_bpsp']:.3f} ({r['tiles32_file_bpsp'] / r['jxl_bpsp']:.3f})"
-             if "tiles32_file_bpsp" in r else "-")
-        print(f"{r['photo']:<28} {r['size']:>9} {r['jxl_bpsp']:>10.3f} {t:>15} "
-              f"{r['whole_file_bpsp']:.3f} ({r['whole_file_bpsp'] / r['jxl_bpsp']:.3f}) "
-              f"{r['whole_enc_mps']:>13.4f} {r['whole_dec_mps']:>13.4f}")
+        line = (f"{r['photo']:<26} {r['size']:>9} {r['png_bpsp']:>6.3f} {r['webp_bpsp']:>6.3f} "
+                f"{r['jxl_e7_bpsp']:>7.3f} {r['jxl_e9_bpsp']:>7.3f}")
+        for label, _ in units:
+            b = r[f"{label}_file_bpsp"]
+            cell = f"{b:.3f} ({b / r['jxl_bpsp']:.3f})"
+            line += f" | {cell:>22} {r[label + '_enc_mps']:>6.3f} {r[label + '_dec_mps']:>6.3f}"
+        print(line)
+    for label, _ in units:
+        ratios = [r[f"{label}_file_bpsp"] / r["jxl_bpsp"] for r in rows]
+        print(f"mean ratio {label} / JPEG-XL e9 over {len(rows)} photos: {np.mean(ratios):.4f} "
+              f"(max {max(ratios):.4f}); mean decode {np.mean([r[f'{label}_dec_mps'] for r in rows]):.3f} MP/s")
     with open(args.out, "w") as f:
         json.dump({"threads": args.threads, "photos": rows}, f, indent=2)
     print(f"wrote {args.out}")

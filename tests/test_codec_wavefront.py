@@ -42,7 +42,7 @@ def test_whole_image_round_trip(model, h, w, gray):
     src = Image.fromarray(img[..., 1], "L") if gray else img
     data = compress(src, model=model)
     hdr = read_header(data)
-    assert (hdr.version, hdr.layout, hdr.tile_size, hdr.block) == (3, "whole", 0, 32)
+    assert (hdr.version, hdr.layout, hdr.tile_size, hdr.block) == (4, "whole", 0, 32)
     out = decompress(data, model=model)
     assert out.mode == ("L" if gray else "RGB")
     np.testing.assert_array_equal(np.asarray(out), img[..., 1] if gray else img)
@@ -172,8 +172,8 @@ def test_version_3_header_fields_are_checked(model):
     ok = _v3(model, layout=1, tile=8, block=8)  # a valid v3 tile file reaches the decoder
     assert read_header(ok).layout == "tiles"
     bad = bytearray(data)
-    bad[8] = 4
-    with pytest.raises(PtkVersionError, match="unknown .ptk format version 4"):
+    bad[8] = 5
+    with pytest.raises(PtkVersionError, match="unknown .ptk format version 5"):
         decompress(refix(bytes(bad)), model=model)
     # a whole image needs at least one word per 1024 pixels in its one stream (bounds decoding work per byte)
     with pytest.raises(PtkChecksumError, match="at least 16"):

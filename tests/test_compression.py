@@ -39,7 +39,7 @@ V1_FIXTURES = {
     "v1_l_20x20.ptk": ("L", (20, 20), "816f8b6c4f39b6bc63971a41221782a8926a92d200f3c7fdf9d63affee02905f"),
 }
 
-STORED_OVERHEAD = 8 + 1 + 1 + 4 + 4 + 2 + 6 + 32 + 1 + 4 + 1 + 3 + 4  # header without the model name, + file CRC
+STORED_OVERHEAD = 8 + 1 + 1 + 4 + 4 + 2 + 6 + 32 + 1 + 4 + 1 + 3 + 1 + 4  # header (empty coder params) without the model name, + file CRC
 TINY = dict(context_rows=2, context_left=2, context_right=1, context_left_current=2, hidden_size=24,
             num_hidden_layers=1, head_hidden_size=12, num_mixtures=3)
 
@@ -75,7 +75,7 @@ def test_round_trip_exact(model, h, w, tile):
     assert out.mode == "RGB" and out.size == (w, h)
     np.testing.assert_array_equal(np.asarray(out), img)
     hdr = read_header(data)
-    assert hdr.version == 3 and hdr.layout == ("whole" if tile is None else "tiles")
+    assert hdr.version == 4 and hdr.layout == ("whole" if tile is None else "tiles")
     assert (hdr.width, hdr.height, hdr.tile_size, hdr.block) == (w, h, tile or 0, 32)
     assert len(data) <= STORED_OVERHEAD + len(hdr.model_name) + img.size  # never above raw pixels + header
     if hdr.payload == "coded":
@@ -418,8 +418,10 @@ def test_compress_and_decompress_print_nothing(capfd, monkeypatch):
     bars = hf_logging.is_progress_bar_enabled()
     mine = hf_logging.set_tqdm_hook(None)  # the caller's hook (None here) must be back after the load
     img = photo(8, 9)
-    np.testing.assert_array_equal(np.asarray(decompress(compress(img))), img)
+    np.testing.assert_array_equal(np.asarray(decompress(compress(img, effort="network"))), img)
     assert compression._DEFAULT is not None
+    for effort in ("fast", "max"):
+        np.testing.assert_array_equal(np.asarray(decompress(compress(img, effort=effort))), img)
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
     assert hf_logging.set_tqdm_hook(mine) is None and hf_logging.is_progress_bar_enabled() == bars

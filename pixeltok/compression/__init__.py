@@ -1,15 +1,21 @@
-"""Learned lossless image compression: causal-neighbourhood pixel model + range coding -> ``.ptk`` files.
+"""Lossless image compression -> ``.ptk`` files, at three efforts (like JPEG-XL's):
 
     >>> from pixeltok.compression import compress, decompress
-    >>> data = compress("photo.png")            # bytes of a .ptk file (default shipped model)
-    >>> img = decompress(data)                   # PIL.Image, bit-exact
+    >>> data = compress("photo.png")                  # effort "fast": adaptive context mixing
+    >>> data = compress("photo.png", effort="max")    # the same model, its parameters chosen for this image
+    >>> data = compress("photo.png", effort="network")  # the shipped pretrained pixel-context network
+    >>> img = decompress(data)                         # PIL.Image, bit-exact, whichever coded it
 
-By default the whole image is one coding unit: the model's causal window crosses the whole image and the decoder
-runs one wavefront over it (``wavefront``). With ``tile_size=T`` the image is cut into independent ``T x T`` tiles
-(edge tiles smaller) instead, each its own range-coder stream (random access, lock-step parallel decode). The
-encoder sends one scale offset per 32 x 32 adaptation block and channel. Grayscale images code one channel. When the
-coded payload would be larger than the raw pixels, the file stores them instead, so a ``.ptk`` file is never bigger
-than raw pixels + header. See ``coder`` for the exact-arithmetic pipeline and ``format`` for the layout and limits.
+``fast`` / ``max`` (:mod:`~pixeltok.compression.adaptive`): integer-only context mixing that learns on the image
+while it codes it, identically in the decoder (a dozen predictors blended by their recent errors, context-mixed
+binary decisions, an lpaq-style arithmetic coder); about 1 MP/s each way on one core, below JPEG-XL e9's size.
+``network``: a causal-neighbourhood network trained on photos, range-coded; the whole image is one coding unit
+whose causal window crosses the whole image, the decoder runs one wavefront over it (``wavefront``), and the
+encoder sends one scale offset per 32 x 32 adaptation block and channel. With ``tile_size=T`` the image is cut into
+independent ``T x T`` tiles (edge tiles smaller), each its own stream (random access). Grayscale images code one
+channel. When the coded payload would be larger than the raw pixels, the file stores them instead, so a ``.ptk``
+file is never bigger than raw pixels + header. See ``coder`` for the network's exact-arithmetic pipeline and
+``format`` for the layout and limits.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ __all__ = [
     "compress", "decompress", "load_codec_model", "PixelContextCodecConfig", "PixelContextCodecModel",
     "PtkFormatError", "PtkTruncatedError", "PtkChecksumError", "PtkVersionError", "PtkModelMismatchError",
     "PtkLimitError", "ImageInputError", "read_header", "DEFAULT_CHECKPOINT", "MAX_TILE_SIZE", "MAX_IMAGE_PIXELS",
+    "EFFORTS", "DEFAULT_EFFORT",
 ]
 
 _DEFAULT = None
@@ -86,21 +93,27 @@ def _mode_of(image) -> str:
     return "RGB"
 
 
-def compress(image, model=None, *, tile_size: int | None = None, block_size: int = wavefront.ADAPT_BLOCK,
-             batch_size: int = 64, progress: bool = False, return_stats: bool = False):
+def compress(image, model=None, *, effort: str | None = None, tile_size: int | None = None,
+             block_size: int = wavefront.ADAPT_BLOCK, batch_size: int = 64, progress: bool = False,
+             return_stats: bool = False):
     """Losslessly compress an image to ``.ptk`` bytes.
 
     ``image``: path, PIL image (RGB/L/1), ``(H, W, 3)``/``(H, W)`` uint8 array or tensor; images with alpha,
-    16-bit or float pixels, or more than ``MAX_IMAGE_PIXELS`` pixels are refused (``ImageInputError``). ``model``:
-    ``None`` (shipped default), a checkpoint path, or a :class:`PixelContextCodecModel`. ``tile_size``: ``None``
+    16-bit or float pixels, or more than ``MAX_IMAGE_PIXELS`` pixels are refused (``ImageInputError``). ``effort``
+    (like JPEG-XL's): ``"fast"`` (the default) codes with :mod:`~pixeltok.compression.adaptive`, integer context
+    mixing that learns on the image while coding (no network, ~0.7 MP/s); ``"max"`` also lets the encoder pick that
+    model's parameters for this image from a few candidates (sent in the header; ~0.3% smaller, encoding 3-8x
+    slower, decoding as fast); ``"network"`` codes with the pretrained
+    pixel-context network (``model``: ``None`` for the shipped one, a checkpoint path or a
+    :class:`PixelContextCodecModel`; giving a model implies ``"network"``). ``tile_size``: ``None``
     (default) codes the whole image as one unit (context across the whole image); an int in ``[1, MAX_TILE_SIZE]``
     codes independent tiles of that size. ``block_size`` (``16 .. 256``): the encoder sends one scale offset per
     block and channel (in tiles: ``min(block_size, tile_size)``). ``batch_size``: tiles coded in lock-step; the
     output does not depend on it. ``progress``: a bar in pixels/s on stderr. Grayscale images code one channel; if
     the coded payload would be larger than the raw pixels, they are stored. With ``return_stats`` returns ``(bytes,
-    {"ideal_bits", "payload_bytes", "tiles", "layout", "payload", "sub_pixels"})``, ``tiles`` being the number of
-    coded units (1 for the whole image), ``payload`` ``"coded"`` or ``"stored"``, ``sub_pixels`` the values coded
-    (H x W x bands).
+    {"ideal_bits", "payload_bytes", "tiles", "layout", "payload", "sub_pixels", "effort"})``, ``tiles`` being the
+    number of coded units (1 for the whole image), ``payload`` ``"coded"`` or ``"stored"``, ``sub_pixels`` the values
+    coded (H x W x bands); with effort fast / max ``ideal_bits`` are the payload's real bits.
     """
     if tile_size is not None and (not isinstance(tile_size, (int, np.integer)) or isinstance(tile_size, bool)
                                   or not 1 <= tile_size <= MAX_TILE_SIZE):
@@ -111,6 +124,7 @@ def compress(image, model=None, *, tile_size: int | None = None, block_size: int
     tile_size = 0 if tile_size is None else int(tile_size)
     block = int(block_size) if layout == "whole" else min(int(block_size), tile_size)
     _check_model_arg(model)
+    effort = _check_effort(effort, model)
     source = None
     if isinstance(image, (str, os.PathLike)):  # decode the file once; errors still name it
         source, image = str(image), open_image(image)
@@ -120,6 +134,8 @@ def compress(image, model=None, *, tile_size: int | None = None, block_size: int
                               f"{MAX_IMAGE_PIXELS} pixels, the .ptk limit")
     mode = _mode_of(image)
     native = pixels[..., 0] if mode == "L" else pixels  # L arrives as R = G = B
+    if effort != "network":
+        return _compress_adaptive(native, mode, layout, tile_size, block, effort, progress, return_stats)
     m = _resolve(model)
     header = PtkHeader(
         width=pixels.shape[1], height=pixels.shape[0], mode=mode, tile_size=tile_size,
@@ -146,8 +162,98 @@ def compress(image, model=None, *, tile_size: int | None = None, block_size: int
         kind = "coded" if data is coded else "stored"
         payload = int(sum(len(s) for s in streams)) if kind == "coded" else len(raw)
         return data, {"ideal_bits": float(sum(ideal)), "payload_bytes": payload, "tiles": len(rects),
-                      "layout": layout, "payload": kind, "sub_pixels": int(native.size)}
+                      "layout": layout, "payload": kind, "sub_pixels": int(native.size), "effort": "network"}
     return data
+
+
+EFFORTS = ("fast", "max", "network")
+DEFAULT_EFFORT = "fast"
+
+
+def _check_effort(effort, model) -> str:
+    if effort is None:
+        return "network" if model is not None else DEFAULT_EFFORT
+    if effort not in EFFORTS:
+        raise ValueError(f"effort must be one of {EFFORTS} (or None), got {effort!r}")
+    if model is not None and effort != "network":
+        raise ValueError(f"a model is only used with effort='network' (effort={effort!r} needs none)")
+    return effort
+
+
+def _adaptive_header(native: np.ndarray, mode: str, layout: str, tile_size: int, block: int,
+                     params: bytes) -> PtkHeader:
+    return PtkHeader(
+        width=native.shape[1], height=native.shape[0], mode=mode, tile_size=tile_size, token_order=coder.TOKEN_ORDER,
+        quant_id=0, freq_bits=0, prob_bits=16, numerics_id=ptk_format.ADAPTIVE_NUMERICS_ID,
+        coder_id=ptk_format.ADAPTIVE_CODER_ID, model_sha256=ptk_format.ADAPTIVE_SHA256,
+        model_name=ptk_format.ADAPTIVE_NAME, pixels_crc32=ptk_format.image_crc32(mode, native), layout=layout,
+        block_size=block, coder_params=params)
+
+
+def _rows_to_bar(bar, start: int, width: int):
+    """An ``on_rows`` callback moving ``bar`` to ``start + rows * width`` pixels."""
+    return lambda rows: bar.update(start + rows * width - bar.n)
+
+
+def _compress_adaptive(native: np.ndarray, mode: str, layout: str, tile_size: int, block: int, effort: str,
+                       progress: bool, return_stats: bool):
+    """Effort fast / max: each unit (the whole image, or each tile) one :func:`adaptive.encode_adaptive` stream."""
+    from . import adaptive
+
+    params = adaptive.choose_params(native) if effort == "max" else None
+    kw = {} if params is None else {"params": params}
+    pbytes = b"" if params is None else adaptive.params_to_bytes(params)
+    header = _adaptive_header(native, mode, layout, tile_size, block, pbytes)
+    bar = tqdm(total=native.shape[0] * native.shape[1], desc="compress", unit="px", unit_scale=True,
+               disable=not progress)
+    streams = []
+    for y, x, h, w in header.units():
+        start = bar.n
+        streams.append(adaptive.encode_adaptive(np.ascontiguousarray(native[y:y + h, x:x + w]),
+                                                on_rows=_rows_to_bar(bar, start, w) if progress else None, **kw))
+        bar.update(start + h * w - bar.n)
+    bar.close()
+    raw = np.ascontiguousarray(native).tobytes()
+    coded, stored = ptk_format.write(header, streams), ptk_format.write(header, stored=raw)
+    data = coded if len(coded) <= len(stored) else stored
+    if return_stats:
+        kind = "coded" if data is coded else "stored"
+        payload = int(sum(len(s) for s in streams)) if kind == "coded" else len(raw)
+        return data, {"ideal_bits": 8.0 * payload, "payload_bytes": payload, "tiles": len(streams),
+                      "layout": layout, "payload": kind, "sub_pixels": int(native.size), "effort": effort}
+    return data
+
+
+def _decode_adaptive_file(header: PtkHeader, streams: list[bytes], source: str, progress: bool) -> np.ndarray:
+    """Coder id 4: every unit decoded by :func:`adaptive.decode_adaptive` with the header's parameters."""
+    from . import adaptive
+
+    if header.model_sha256 != ptk_format.ADAPTIVE_SHA256 or header.model_name != ptk_format.ADAPTIVE_NAME:
+        raise PtkVersionError(f"{source}: written by adaptive model {header.model_name!r}; this pixeltok decodes "
+                              f"{ptk_format.ADAPTIVE_NAME!r}")
+    kw = {}
+    if header.coder_params:
+        try:
+            kw["params"] = adaptive.params_from_bytes(header.coder_params)
+        except ValueError as e:
+            raise PtkChecksumError(f"{source}: corrupted coder parameters ({e})") from None
+    channels = 1 if header.mode == "L" else 3
+    pixels = np.empty((header.height, header.width, channels), np.uint8)
+    bar = tqdm(total=header.height * header.width, desc="decompress", unit="px", unit_scale=True,
+               disable=not progress)
+    try:
+        for (y, x, h, w), s in zip(header.units(), streams):
+            start = bar.n
+            try:
+                unit = adaptive.decode_adaptive(s, h, w, channels, on_rows=_rows_to_bar(bar, start, w)
+                                                if progress else None, **kw)
+            except ValueError as e:
+                raise PtkChecksumError(f"{source}: unit stream could not be decoded ({e})") from None
+            pixels[y:y + h, x:x + w] = unit.reshape(h, w, channels)
+            bar.update(start + h * w - bar.n)
+    finally:
+        bar.close()
+    return pixels[..., 0] if channels == 1 else pixels
 
 
 def _group_units(rects, batch_size: int) -> dict[tuple[int, int], list[list[int]]]:
@@ -195,6 +301,8 @@ def decompress(data, model=None, *, batch_size: int = 64, progress: bool = False
     if header.payload == "stored":
         shape = (header.height, header.width) + ((3,) if header.mode == "RGB" else ())
         pixels = np.frombuffer(streams[0], dtype=np.uint8).reshape(shape)
+    elif header.coder_id == ptk_format.ADAPTIVE_CODER_ID:  # no network: a given model is not needed
+        pixels = _decode_adaptive_file(header, streams, source, progress)
     else:
         pixels = _decode_coded(header, streams, model, source, batch_size, progress)
     bad_crc = PtkChecksumError(f"{source}: decoded pixels do not match the stored CRC32 (corrupted, or the model or "

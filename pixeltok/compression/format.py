@@ -1,10 +1,10 @@
-"""The ``.ptk`` container (version 3; versions 1 and 2 are still read). All integers little-endian.
+"""The ``.ptk`` container (version 4; versions 1 to 3 are still read). All integers little-endian.
 
 ====== ======================== ==================================================================
 offset size                     field
 ====== ======================== ==================================================================
 0      8                        magic ``b"\\x89PTK\\r\\n\\x1a\\n"``
-8      1                        format version (3; 2 and 1 = the previous layouts, below)
+8      1                        format version (4; 3, 2 and 1 = the previous layouts, below)
 9      1                        mode of the original image: 1 = RGB, 2 = L
 10     4                        width (u32, >= 1)
 14     4                        height (u32, >= 1; ``width * height <= MAX_IMAGE_PIXELS``)
@@ -14,10 +14,13 @@ offset size                     field
 21     1                        quantization procedure id (2 = integer tables, ``coder.mixture_freqs``; 1 = retired float64)
 22     1                        FREQ_BITS (frequencies sum to ``2**FREQ_BITS``)
 23     1                        PROB_BITS (sigmoid table resolution, values in units of ``2**-PROB_BITS``)
-24     1                        numerics id (1 = exact integer network in float64, CPU)
+24     1                        numerics id (1 = exact integer network in float64, CPU; 2 = the integer context
+                                mixing of ``adaptive``, no network)
 25     1                        coder id (3 = one Uniform(32) scale offset per coded channel, then Categorical; L codes
-                                one channel. 2 = the version-1 coder: 3 offsets, L coded as R=G=B; see ``coder``)
-26     32                       SHA-256 of the model weights (``model.weights_sha256``)
+                                one channel. 2 = the version-1 coder: 3 offsets, L coded as R=G=B; see ``coder``.
+                                4 = ``adaptive``'s binary arithmetic coder: quant id 0, freq bits 0, prob bits 16)
+26     32                       SHA-256 of the model weights (``model.weights_sha256``); coder id 4: of the adaptive
+                                model's identity string (:data:`ADAPTIVE_SHA256`)
 58     1 + n                    model name: u8 length n, then n bytes UTF-8
 ..     4                        image CRC32 (:func:`image_crc32`): over ``(mode u8, width u32, height u32)`` and then
                                 the pixels in the image's own layout, ``(H, W)`` for L, ``(H, W, 3)`` for RGB, so a
@@ -29,15 +32,18 @@ offset size                     field
                                 offset per ``block x block`` block (raster order) and coded channel. ``16 .. 256``
                                 (``1 .. 256`` but at least ``min(16, tile size)`` for tiles); versions 1-2: one per
                                 tile, i.e. the tile size
-coded: varint x n_tiles         per-tile stream lengths in bytes (LEB128), raster order: multiples of 4, at least
-                                :func:`min_stream_bytes` of the tile (coder id 3 pads with zero words; 4 for id 2)
+..     1 + n                    (version 4) coder parameters: u8 length n (0 .. 64), then n bytes (coder id 4: the
+                                encoder's per-image choice, ``adaptive.params_from_bytes``; empty for the network)
+coded: varint x n_tiles         per-tile stream lengths in bytes (LEB128), raster order: at least
+                                :func:`min_stream_bytes` of the tile; coder ids 2-3: multiples of 4 (id 3 pads with
+                                zero words); coder id 4: any length
        sum(lengths)             the tile streams, concatenated
 stored: H * W * channels        the raw pixels, same layout as the CRC (what ``compress`` writes whenever the coded
                                 payload would be larger: a ``.ptk`` file is never bigger than raw pixels + header)
 end-4  4                        CRC32 of every byte before it
 ====== ======================== ==================================================================
 
-Version 2 is version 3 without the layout and block fields (always tiles, one offset per tile and channel).
+Version 3 is version 4 without the coder parameters field. Version 2 is version 3 without the layout and block fields (always tiles, one offset per tile and channel).
 Version 1 differs from 2 in three places: no payload-kind byte (always coded), the CRC field covers only the
 ``(H, W, 3)`` pixels (L stored as R=G=B), and L images were coded as three channels (coder id 2).
 
@@ -54,8 +60,19 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 MAGIC = b"\x89PTK\r\n\x1a\n"
-VERSION = 3
-READ_VERSIONS = (1, 2, 3)
+VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
+MAX_PARAMS_BYTES = 64
+ADAPTIVE_CODER_ID = 4  # pixeltok.compression.adaptive: integer context mixing + binary arithmetic coding
+ADAPTIVE_NUMERICS_ID = 2
+ADAPTIVE_NAME = "adaptive-cm-1"
+# what a coder-id-4 file names in place of model weights: the adaptive model's identity (a change to its arithmetic
+# gets a new name, so an old file is refused with a version error instead of decoding to garbage)
+ADAPTIVE_SHA256 = __import__("hashlib").sha256(b"pixeltok.compression.adaptive " + ADAPTIVE_NAME.encode()).hexdigest()
+# coder id 4 spends at least -log2(65511/65536) = 5.5e-4 bits on every sub-pixel (its zero flag is always coded),
+# so a legitimate stream has at least one byte per ~14,500 sub-pixels: requiring one per 32,768 pixels bounds the
+# decoding a crafted file can ask for per byte without refusing any real file
+ADAPTIVE_PIXELS_PER_BYTE = 32768
 LAYOUTS = {"tiles": 1, "whole": 2}
 LAYOUT_NAMES = {v: k for k, v in LAYOUTS.items()}
 MIN_BLOCK = 16  # smallest adaptation block of a version-3 file (bounds the offsets decoded per byte)
@@ -126,6 +143,7 @@ class PtkHeader:
     version: int = VERSION
     layout: str = "tiles"  # "tiles" (tile_size units) or "whole" (one unit, tile_size 0); versions 1-2: tiles
     block_size: int = 0  # adaptation block; 0 = the tile size (versions 1-2)
+    coder_params: bytes = b""  # version 4: the coder's per-image parameters (coder id 4)
 
     def units(self) -> list[tuple[int, int, int, int]]:
         """The coded units as ``(y, x, h, w)`` in stream order (raster order of tiles, or the whole image)."""
@@ -169,7 +187,10 @@ def _varint(n: int) -> bytes:
 
 
 def min_stream_bytes(h: int, w: int, coder_id: int) -> int:
-    """The shortest valid stream of an ``h x w`` tile: one word, and for coder id >= 3 one per 1024 pixels."""
+    """The shortest valid stream of an ``h x w`` tile: one word, and for coder id 3 one per 1024 pixels; coder id 4:
+    4 bytes (its flush) and one per ``ADAPTIVE_PIXELS_PER_BYTE`` pixels."""
+    if coder_id == ADAPTIVE_CODER_ID:
+        return max(4, -(-h * w // ADAPTIVE_PIXELS_PER_BYTE))
     return 4 * max(1, -(-h * w // STREAM_PIXELS_PER_WORD)) if coder_id >= 3 else 4
 
 
@@ -188,6 +209,9 @@ def write(header: PtkHeader, streams: Sequence[bytes] = (), *, stored: bytes | N
     body += bytes([len(name)]) + name + struct.pack("<I", header.pixels_crc32)
     body.append(PAYLOADS["coded" if stored is None else "stored"])
     body += struct.pack("<BH", LAYOUTS[header.layout], header.block)
+    if len(header.coder_params) > MAX_PARAMS_BYTES:
+        raise ValueError(f"coder parameters of {len(header.coder_params)} bytes (at most {MAX_PARAMS_BYTES})")
+    body += bytes([len(header.coder_params)]) + bytes(header.coder_params)
     if stored is None:
         for s in streams:
             body += _varint(len(s))
@@ -258,6 +282,15 @@ def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
         pos += 3
         if layout not in LAYOUT_NAMES:
             raise PtkChecksumError(f"{source}: corrupted header: unknown layout id {layout}")
+    coder_params = b""
+    if version >= 4:
+        if pos >= len(data) or pos + 1 + data[pos] > len(data):
+            raise PtkTruncatedError(f"{source}: truncated in the coder parameters field")
+        if data[pos] > MAX_PARAMS_BYTES:
+            raise PtkChecksumError(f"{source}: corrupted header: coder parameters of {data[pos]} bytes "
+                                   f"(at most {MAX_PARAMS_BYTES})")
+        coder_params = bytes(data[pos + 1:pos + 1 + data[pos]])
+        pos += 1 + data[pos]
     if width < 1 or height < 1 or (tile < 1 and not (version >= 3 and LAYOUT_NAMES[layout] == "whole")):
         raise PtkChecksumError(f"{source}: corrupted header: width={width} height={height} tile_size={tile}")
     if mode not in MODE_NAMES:
@@ -304,9 +337,11 @@ def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
                     raise PtkChecksumError(f"{source}: corrupted tile length of tile {t}")
             r, c = divmod(t, cols)
             th, tw = (height, width) if rects else (min(tile, height - r * tile), min(tile, width - c * tile))
-            if n % 4 or n < min_stream_bytes(th, tw, coder):  # whole 32-bit words, enough for the tile's pixels
+            words = coder != ADAPTIVE_CODER_ID  # the range coder writes whole 32-bit words
+            if (words and n % 4) or n < min_stream_bytes(th, tw, coder):  # enough bytes for the tile's pixels
                 raise PtkChecksumError(f"{source}: corrupted tile length of tile {t}: {n} bytes (a {th}x{tw} tile "
-                                       f"stream is a multiple of 4 bytes, at least {min_stream_bytes(th, tw, coder)})")
+                                       f"stream is {'a multiple of 4 bytes, ' if words else ''}at least "
+                                       f"{min_stream_bytes(th, tw, coder)})")
             lengths.append(n)
         end = pos + sum(lengths)
     if end + 4 > len(data):
@@ -328,7 +363,7 @@ def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
                        quant_id=quant, freq_bits=fbits, prob_bits=pbits, numerics_id=numerics, coder_id=coder,
                        model_sha256=sha.hex(), model_name=name, pixels_crc32=pix_crc, tile_lengths=lengths,
                        payload=PAYLOAD_NAMES[kind], version=version, layout=layout_name,
-                       block_size=block if version >= 3 else 0)
+                       block_size=block if version >= 3 else 0, coder_params=coder_params)
     return header, streams
 
 
