@@ -204,7 +204,9 @@ def cmd_demo(args) -> int:
 
     if not args.skip_tokenizer:  # the main job: tokens and back first, then the learned codec
         run_tokenizer_demo(args.out)
-    run_demo(images_dir=args.images, n=args.n, seed=args.seed, out_dir=args.out, model=model)
+    if model is not None and args.effort not in (None, "network"):
+        raise CommandError(f"--model is the network's checkpoint: it cannot be used with --effort {args.effort}")
+    run_demo(images_dir=args.images, n=args.n, seed=args.seed, out_dir=args.out, model=model, effort=args.effort)
     return 0
 
 
@@ -301,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="pixeltok-demo", help="folder for results.csv and the bar chart")
-    p.add_argument("--model", default=None, help="codec checkpoint folder (default: the shipped model)")
+    p.add_argument("--effort", choices=("fast", "max", "network"), default=None,
+                   help="the codec's effort, as in compress (default fast)")
+    p.add_argument("--model", default=None, help="codec network checkpoint folder, implies --effort network")
     p.add_argument("--skip-tokenizer", action="store_true",
                    help="only the codec part (skip the PixelTokenizer round trip)")
     p.set_defaults(func=cmd_demo)

@@ -51,12 +51,16 @@ def _load_sources(images_dir: str | None) -> list[tuple[str, np.ndarray]]:
 
 
 def run_demo(images_dir: str | None = None, n: int = 10, seed: int = 0, out_dir: str = "pixeltok-demo",
-             model=None, crop: int = 32, verbose: bool = True) -> list[dict]:
-    """Run the demo; writes ``out_dir/results.csv`` and ``out_dir/bits_per_subpixel.png``; returns the rows."""
-    from . import _identity, _resolve, compress, decompress
+             model=None, crop: int = 32, verbose: bool = True, effort: str | None = None) -> list[dict]:
+    """Run the demo; writes ``out_dir/results.csv`` and ``out_dir/bits_per_subpixel.png``; returns the rows.
+    ``effort`` as in :func:`~pixeltok.compression.compress` (default ``"fast"``; a ``model`` means the network)."""
+    from . import _check_effort, _identity, _resolve, compress, decompress
+    from .format import ADAPTIVE_NAME
     from .model import model_name
 
-    m = _resolve(model)
+    effort = _check_effort(effort, model)
+    m = _resolve(model) if effort == "network" else None
+    kw = {"model": m} if m is not None else {"effort": effort}
     sources = _load_sources(images_dir)
     rng = np.random.default_rng(seed)
     rows = []
@@ -65,7 +69,7 @@ def run_demo(images_dir: str | None = None, n: int = 10, seed: int = 0, out_dir:
         h, w = min(crop, img.shape[0]), min(crop, img.shape[1])
         y, x = int(rng.integers(img.shape[0] - h + 1)), int(rng.integers(img.shape[1] - w + 1))
         tile = np.ascontiguousarray(img[y:y + h, x:x + w])
-        data, stats = compress(tile, model=m, return_stats=True)
+        data, stats = compress(tile, return_stats=True, **kw)
         if not np.array_equal(np.asarray(decompress(data, model=m)), tile):
             raise RuntimeError(f"round trip failed on crop {i} of {name}")
         sub = tile.size
@@ -87,8 +91,9 @@ def run_demo(images_dir: str | None = None, n: int = 10, seed: int = 0, out_dir:
         wr.writerows(rows)
     _plot(rows, os.path.join(out_dir, "bits_per_subpixel.png"))
     if verbose:
-        ckpt = f"{model_name(m)} (weights sha256 {_identity(m)[:16]}...)"
-        print(f"checkpoint: {ckpt}; {n} random {crop}x{crop} crops, seed {seed}, "
+        ckpt = (f"checkpoint: {model_name(m)} (weights sha256 {_identity(m)[:16]}...)" if m is not None
+                else f"coder: {ADAPTIVE_NAME}, effort {effort} (adaptive context mixing, no network)")
+        print(f"{ckpt}; {n} random {crop}x{crop} crops, seed {seed}, "
               f"source: {images_dir or 'scikit-image bundled photos'}")
         print(f"{'#':>2} {'source':<28} {'orig bits':>9} {'ptk bits':>8} {'bpsp':>5} {'ideal':>5} {'ratio':>5} "
               f"{'PNG':>6} {'WebP':>6} {'JXL':>6}  (bpsp = bits per sub-pixel; PNG/WebP/JXL in bits)")
