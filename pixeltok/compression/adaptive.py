@@ -307,6 +307,13 @@ def _clamp8(v):
     return min(3072, max(-1024, v))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _nlms_step(W, k, inputs, n, g):
+    """One normalised-LMS update of weight set ``W[k, :n]``: ``+= g * inputs / 2^16`` rounded, clamped to 2^18."""
+    for j in range(n):
+        W[k, j] = min(262144, max(-262144, W[k, j] + ((g * inputs[j] + 32768) >> 16)))
+
+
 @numba.njit(cache=True, nogil=True)
 def _kernel(img, dec, buf, SQ, ST, RT, Q16, Q32, RC, W2, order, w2_shift, lms_mu, lms3_mu, mix_lr, apm_shift,
             apm_w, rows_done):
@@ -663,18 +670,10 @@ def _kernel(img, dec, buf, SQ, ST, RT, Q16, Q32, RC, W2, order, w2_shift, lms_mu
                 AE[k, r0, xx] = r if r >= 0 else -r
                 RS[k, r0, xx] = r
                 # NLMS steps: error * mu / energy, energy's reciprocal from a table (|product| < 2^52)
-                g = ((x8 - P8b) * lms3_mu * _recip(en3, RC)) >> 18
-                for j in range(n3):
-                    LW3[k3, j] = min(262144, max(-262144, LW3[k3, j] + ((g * l3[j] + 32768) >> 16)))
-                g = ((x8 - lp4) * mu4 * _recip(en4, RC)) >> 21
-                for j in range(n4):
-                    LW4[k, j] = min(262144, max(-262144, LW4[k, j] + ((g * l4[j] + 32768) >> 16)))
-                g = ((x8 - lp2) * lms_mu * _recip(en2, RC)) >> 21
-                for j in range(n2):
-                    LW2[kl, j] = min(262144, max(-262144, LW2[kl, j] + ((g * ld[j] + 32768) >> 16)))
-                g = ((x8 - lp) * lms_mu * _recip(en, RC)) >> 21
-                for j in range(nl):
-                    LW[k, j] = min(262144, max(-262144, LW[k, j] + ((g * ld[j] + 32768) >> 16)))
+                _nlms_step(LW3, k3, l3, n3, ((x8 - P8b) * lms3_mu * _recip(en3, RC)) >> 18)
+                _nlms_step(LW4, k, l4, n4, ((x8 - lp4) * mu4 * _recip(en4, RC)) >> 21)
+                _nlms_step(LW2, kl, ld, n2, ((x8 - lp2) * lms_mu * _recip(en2, RC)) >> 21)
+                _nlms_step(LW, k, ld, nl, ((x8 - lp) * lms_mu * _recip(en, RC)) >> 21)
     rows_done[0] = H
     if not dec:  # flush 4 bytes
         x1 = cs[0]
