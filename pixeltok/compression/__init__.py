@@ -155,15 +155,22 @@ def compress(image, model=None, *, effort: str | None = None, tile_size: int | N
                 for i, s, b in zip(chunk, got, bits):
                     streams[i], ideal[i] = s, b
     bar.close()
-    raw = np.ascontiguousarray(native).tobytes()
-    coded, stored = ptk_format.write(header, streams), ptk_format.write(header, stored=raw)
-    data = coded if len(coded) <= len(stored) else stored  # never more than raw pixels + header
+    data, kind, payload = _write_file(header, streams, native)
     if return_stats:
-        kind = "coded" if data is coded else "stored"
-        payload = int(sum(len(s) for s in streams)) if kind == "coded" else len(raw)
         return data, {"ideal_bits": float(sum(ideal)), "payload_bytes": payload, "tiles": len(rects),
                       "layout": layout, "payload": kind, "sub_pixels": int(native.size), "effort": "network"}
     return data
+
+
+def _write_file(header: PtkHeader, streams: list[bytes], native: np.ndarray) -> tuple[bytes, str, int]:
+    """The ``.ptk`` bytes -> ``(data, "coded" | "stored", payload bytes)``: the coded streams, or the raw pixels when
+    those are smaller (a file is never more than raw pixels + header). Both files share the header, so the coded
+    one is chosen when its length table + streams are no longer than the pixels, and only one file is built (a
+    12-MP photo would otherwise hold two more 36 MB copies)."""
+    coded = sum(len(s) for s in streams)
+    if coded + sum(len(ptk_format._varint(len(s))) for s in streams) <= native.nbytes:
+        return ptk_format.write(header, streams), "coded", int(coded)
+    return ptk_format.write(header, stored=np.ascontiguousarray(native).tobytes()), "stored", int(native.nbytes)
 
 
 EFFORTS = ("fast", "max", "network")
@@ -213,12 +220,8 @@ def _compress_adaptive(native: np.ndarray, mode: str, layout: str, tile_size: in
                                                 on_rows=_rows_to_bar(bar, start, w) if progress else None, **kw))
         bar.update(start + h * w - bar.n)
     bar.close()
-    raw = np.ascontiguousarray(native).tobytes()
-    coded, stored = ptk_format.write(header, streams), ptk_format.write(header, stored=raw)
-    data = coded if len(coded) <= len(stored) else stored
+    data, kind, payload = _write_file(header, streams, native)
     if return_stats:
-        kind = "coded" if data is coded else "stored"
-        payload = int(sum(len(s) for s in streams)) if kind == "coded" else len(raw)
         return data, {"ideal_bits": 8.0 * payload, "payload_bytes": payload, "tiles": len(streams),
                       "layout": layout, "payload": kind, "sub_pixels": int(native.size), "effort": effort}
     return data
