@@ -210,7 +210,12 @@ def render_reader_model_card(results: dict, *, repo_id: str | None = None, templ
                f"{_fmt(float(train.get('tokens_per_second', 0.0)))} tokens/s.")
     if train.get("init_from"):
         summary += f" Started from `{train['init_from']}` (an earlier stage of its curriculum)."
-    splits = data.get("splits") or {}
+    splits = dict(data.get("splits") or {})
+    if data.get("streaming"):  # the Arrow train split only fed the palette: say how many rows training rendered
+        hp = train.get("hyperparameters") or {}
+        seen = int(train.get("steps") or 0) * int(hp.get("per_device_batch_size") or 0) \
+            * int(hp.get("gradient_accumulation_steps") or 1) * int(train.get("world_size") or 1)
+        splits["train"] = f"{_fmt(seen)} rows rendered on the fly (streaming)"
     examples = "; ".join(f"`{e['text']}` → `{e['read']}`" for e in test.get("examples", [])[:8]) or "none"
     template = Path(template_path) if template_path else cards_dir() / "reader_model_card.md"
     return ModelCard.from_template(
