@@ -157,14 +157,19 @@ def cmd_palettes(args) -> int:
 
 
 # -- lossless codec -------------------------------------------------------------------------------------------------
+def check_effort(effort: str | None, model: str | None) -> None:
+    """``--model`` names the network's checkpoint, so it only goes with ``--effort network`` (or none)."""
+    if model is not None and effort not in (None, "network"):
+        raise CommandError(f"--model is the network's checkpoint: it cannot be used with --effort {effort}")
+
+
 def cmd_compress(args) -> int:
     image = input_file(args.image, "image")
     out = check_output(args.output, args.force)
     model = checkpoint_arg(args.model)
     from .compression import compress
 
-    if model is not None and args.effort not in (None, "network"):
-        raise CommandError(f"--model is the network's checkpoint: it cannot be used with --effort {args.effort}")
+    check_effort(args.effort, model)
     data, stats = compress(str(image), model=model, effort=args.effort, tile_size=args.tile, progress=True,
                            return_stats=True)
     with atomic_output(out) as f:
@@ -174,9 +179,9 @@ def cmd_compress(args) -> int:
         how = "stored raw (coding would be larger)"
     else:
         how = "whole image" if stats.get("layout") == "whole" else f"{stats['tiles']} independent tiles"
-    ideal = f" (ideal {stats['ideal_bits'] / n_sub:.3f})" if stats.get("effort", "network") == "network" else ""
+    ideal = f" (ideal {stats['ideal_bits'] / n_sub:.3f})" if stats["effort"] == "network" else ""
     print(f"{args.image} -> {args.output}: {len(data)} bytes, {len(data) * 8 / n_sub:.3f} bits per sub-pixel"
-          f"{ideal}, {how}, effort {stats.get('effort', 'network')}")
+          f"{ideal}, {how}, effort {stats['effort']}")
     return 0
 
 
@@ -204,8 +209,7 @@ def cmd_demo(args) -> int:
 
     if not args.skip_tokenizer:  # the main job: tokens and back first, then the learned codec
         run_tokenizer_demo(args.out)
-    if model is not None and args.effort not in (None, "network"):
-        raise CommandError(f"--model is the network's checkpoint: it cannot be used with --effort {args.effort}")
+    check_effort(args.effort, model)
     run_demo(images_dir=args.images, n=args.n, seed=args.seed, out_dir=args.out, model=model, effort=args.effort)
     return 0
 

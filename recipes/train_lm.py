@@ -234,16 +234,14 @@ class CaptionPicker:
     def __call__(self, row: dict) -> str:
         if self.rng.random() < self.dropout:
             return ""
-        text = row[self.columns[int(self.rng.integers(len(self.columns)))]]
+        clauses = row[self.columns[int(self.rng.integers(len(self.columns)))]].split(", ")
         if self.clause_dropout:
-            clauses = text.split(", ")
             keep = [c for c in clauses if self.rng.random() >= self.clause_dropout]
-            text = ", ".join(keep or [clauses[int(self.rng.integers(len(clauses)))]])
+            clauses = keep or [clauses[int(self.rng.integers(len(clauses)))]]
         if self.shuffle and self.rng.random() < self.shuffle:
             # a De-Diffusion encoder writes phrases in whatever order its queries come: the decoder reads any order
-            clauses = text.split(", ")
-            text = ", ".join(clauses[i] for i in self.rng.permutation(len(clauses)))
-        return text
+            clauses = [clauses[i] for i in self.rng.permutation(len(clauses))]
+        return ", ".join(clauses)
 
 
 def drawing_metrics(model, processor, rows: list[dict], columns: list[str], draw_samples: int, batch_size: int,
@@ -337,13 +335,14 @@ def answer_loss(model, head: torch.nn.Module, input_ids: torch.Tensor, labels: t
     after it at most. Returns the loss and ``N``.
     """
     target = labels[:, 1:]
-    keep = torch.nn.functional.pad(target != -100, (0, 1))  # position t predicts token t + 1
+    answer = target != -100
+    keep = torch.nn.functional.pad(answer, (0, 1))  # position t predicts token t + 1
     handle = head.register_forward_pre_hook(lambda _module, args: (args[0][keep],) + tuple(args[1:]))
     try:
         logits = model(input_ids=input_ids).logits  # (N, vocab)
     finally:
         handle.remove()
-    answers = target[target != -100]
+    answers = target[answer]
     return torch.nn.functional.cross_entropy(logits.float(), answers, reduction=reduction), answers.new_tensor(len(answers))
 
 

@@ -207,9 +207,9 @@ def _compress_adaptive(native: np.ndarray, mode: str, layout: str, tile_size: in
     """Effort fast / max: each unit (the whole image, or each tile) one :func:`adaptive.encode_adaptive` stream."""
     from . import adaptive
 
-    params = adaptive.choose_params(native) if effort == "max" else None
-    kw = {} if params is None else {"params": params}
-    pbytes = b"" if params is None else adaptive.params_to_bytes(params)
+    # fast: the default parameters, which an empty header field stands for; max: the encoder's choice, sent
+    params = adaptive.choose_params(native) if effort == "max" else adaptive.DEFAULT_PARAMS
+    pbytes = adaptive.params_to_bytes(params) if effort == "max" else b""
     header = _adaptive_header(native, mode, layout, tile_size, block, pbytes)
     bar = tqdm(total=native.shape[0] * native.shape[1], desc="compress", unit="px", unit_scale=True,
                disable=not progress)
@@ -217,7 +217,7 @@ def _compress_adaptive(native: np.ndarray, mode: str, layout: str, tile_size: in
     for y, x, h, w in header.units():
         start = bar.n
         streams.append(adaptive.encode_adaptive(np.ascontiguousarray(native[y:y + h, x:x + w]),
-                                                on_rows=_rows_to_bar(bar, start, w) if progress else None, **kw))
+                                                params, on_rows=_rows_to_bar(bar, start, w) if progress else None))
         bar.update(start + h * w - bar.n)
     bar.close()
     data, kind, payload = _write_file(header, streams, native)
@@ -234,10 +234,10 @@ def _decode_adaptive_file(header: PtkHeader, streams: list[bytes], source: str, 
     if header.model_sha256 != ptk_format.ADAPTIVE_SHA256 or header.model_name != ptk_format.ADAPTIVE_NAME:
         raise PtkVersionError(f"{source}: written by adaptive model {header.model_name!r}; this pixeltok decodes "
                               f"{ptk_format.ADAPTIVE_NAME!r}")
-    kw = {}
+    params = adaptive.DEFAULT_PARAMS
     if header.coder_params:
         try:
-            kw["params"] = adaptive.params_from_bytes(header.coder_params)
+            params = adaptive.params_from_bytes(header.coder_params)
         except ValueError as e:
             raise PtkChecksumError(f"{source}: corrupted coder parameters ({e})") from None
     channels = 1 if header.mode == "L" else 3
@@ -248,8 +248,8 @@ def _decode_adaptive_file(header: PtkHeader, streams: list[bytes], source: str, 
         for (y, x, h, w), s in zip(header.units(), streams):
             start = bar.n
             try:
-                unit = adaptive.decode_adaptive(s, h, w, channels, on_rows=_rows_to_bar(bar, start, w)
-                                                if progress else None, **kw)
+                unit = adaptive.decode_adaptive(s, h, w, channels, params,
+                                                on_rows=_rows_to_bar(bar, start, w) if progress else None)
             except ValueError as e:
                 raise PtkChecksumError(f"{source}: unit stream could not be decoded ({e})") from None
             pixels[y:y + h, x:x + w] = unit.reshape(h, w, channels)

@@ -56,7 +56,7 @@ _TSZ = (32, 64, 96, 196, 64, 484)  # contexts per channel of each table
 
 def _build_tables():
     """squash (d in -2047..2047, 1/256 logit units -> 16-bit p), stretch (its inverse), counter rates, log quantisers,
-    blend weights."""
+    reciprocals (the blend weights come from :func:`_blend_table`)."""
     ctx = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
     sq = np.empty(4095, np.int32)
     for i, d in enumerate(range(-2047, 2048)):
@@ -71,13 +71,11 @@ def _build_tables():
     bounds32 = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 19, 22, 26, 30, 35, 41, 48, 56, 65, 76, 88, 102, 118, 137,
                 160, 186, 216, 250, 290)
     q32 = np.array([sum(1 for b in bounds32 if e >= b) for e in range(4096)], np.int32)
-    # blend weight ~ 2^38 / (e^2 + 16) for e < 4096; larger e use the entry of e >> 6, shifted down by 12
-    w2 = np.array([(1 << 38) // (e * e + 16) for e in range(4096)], np.int64)
     rc = np.array([(1 << 32) // max(n, 1) for n in range(4096)], np.int64)
-    return sq, st, rt, q16, q32, w2, rc
+    return sq, st, rt, q16, q32, rc
 
 
-_SQ, _ST, _RT, _Q16, _Q32, _W2, _RC = _build_tables()
+_SQ, _ST, _RT, _Q16, _Q32, _RC = _build_tables()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -149,11 +147,12 @@ def params_from_bytes(b: bytes) -> AdaptiveParams:
     return _check_params(AdaptiveParams(*b[1:]))
 
 
-_W2_CACHE = {4: _W2}
+_W2_CACHE: dict[int, np.ndarray] = {}
 
 
 def _blend_table(blend_exp: int) -> np.ndarray:
-    """(4096,) int64: 2^38 // (e^(blend_exp / 2) + 16), exact integers (isqrt for odd ``blend_exp``)."""
+    """(4096,) int64: 2^38 // (e^(blend_exp / 2) + 16), exact integers (isqrt for odd ``blend_exp``); larger errors
+    use the entry of e >> 6, shifted down (``_kernel_args``)."""
     if blend_exp not in _W2_CACHE:
         _W2_CACHE[blend_exp] = np.array([(1 << 38) // (math.isqrt(e ** blend_exp) + 16) for e in range(4096)],
                                         np.int64)

@@ -43,7 +43,8 @@ stored: H * W * channels        the raw pixels, same layout as the CRC (what ``c
 end-4  4                        CRC32 of every byte before it
 ====== ======================== ==================================================================
 
-Version 3 is version 4 without the coder parameters field. Version 2 is version 3 without the layout and block fields (always tiles, one offset per tile and channel).
+Version 3 is version 4 without the coder parameters field. Version 2 is version 3 without the layout and block
+fields (always tiles, one offset per tile and channel).
 Version 1 differs from 2 in three places: no payload-kind byte (always coded), the CRC field covers only the
 ``(H, W, 3)`` pixels (L stored as R=G=B), and L images were coded as three channels (coder id 2).
 
@@ -53,6 +54,7 @@ size is checked against the limits and the bytes present before anything is allo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import zlib
@@ -68,7 +70,7 @@ ADAPTIVE_NUMERICS_ID = 2
 ADAPTIVE_NAME = "adaptive-cm-1"
 # what a coder-id-4 file names in place of model weights: the adaptive model's identity (a change to its arithmetic
 # gets a new name, so an old file is refused with a version error instead of decoding to garbage)
-ADAPTIVE_SHA256 = __import__("hashlib").sha256(b"pixeltok.compression.adaptive " + ADAPTIVE_NAME.encode()).hexdigest()
+ADAPTIVE_SHA256 = hashlib.sha256(b"pixeltok.compression.adaptive " + ADAPTIVE_NAME.encode()).hexdigest()
 # coder id 4 spends at least -log2(65511/65536) = 5.5e-4 bits on every sub-pixel (its zero flag is always coded),
 # so a legitimate stream has at least one byte per ~14,500 sub-pixels: requiring one per 32,768 pixels bounds the
 # decoding a crafted file can ask for per byte without refusing any real file
@@ -319,6 +321,7 @@ def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
         rects = unit_rects(height, width, layout_name, tile) if layout_name == "whole" else None
         rows, cols = (1, 1) if rects else tile_grid(height, width, tile)
         n_tiles = rows * cols
+        words = coder != ADAPTIVE_CODER_ID  # the range coder writes whole 32-bit words
         if n_tiles * 5 > len(data) - pos:  # every tile needs a length byte and at least one 4-byte word
             raise PtkTruncatedError(f"{source}: truncated or corrupted: {width}x{height} in tiles of {tile} needs "
                                     f"{n_tiles} tile streams, the file has {len(data) - pos} bytes left for them")
@@ -337,7 +340,6 @@ def parse(data, source: str = "data") -> tuple[PtkHeader, list[bytes]]:
                     raise PtkChecksumError(f"{source}: corrupted tile length of tile {t}")
             r, c = divmod(t, cols)
             th, tw = (height, width) if rects else (min(tile, height - r * tile), min(tile, width - c * tile))
-            words = coder != ADAPTIVE_CODER_ID  # the range coder writes whole 32-bit words
             if (words and n % 4) or n < min_stream_bytes(th, tw, coder):  # enough bytes for the tile's pixels
                 raise PtkChecksumError(f"{source}: corrupted tile length of tile {t}: {n} bytes (a {th}x{tw} tile "
                                        f"stream is {'a multiple of 4 bytes, ' if words else ''}at least "
