@@ -229,7 +229,8 @@ class CaptionPicker:
 
     def __init__(self, dc: dict, seed: int):
         self.columns, self.rng = dc["captions"], np.random.default_rng(seed)
-        self.dropout, self.clause_dropout, self.shuffle = dc["caption_dropout"], dc["clause_dropout"], dc["clause_shuffle"]
+        self.dropout, self.clause_dropout = dc["caption_dropout"], dc["clause_dropout"]
+        self.shuffle = dc["clause_shuffle"]
 
     def __call__(self, row: dict) -> str:
         if self.rng.random() < self.dropout:
@@ -343,7 +344,8 @@ def answer_loss(model, head: torch.nn.Module, input_ids: torch.Tensor, labels: t
     finally:
         handle.remove()
     answers = target[answer]
-    return torch.nn.functional.cross_entropy(logits.float(), answers, reduction=reduction), answers.new_tensor(len(answers))
+    loss = torch.nn.functional.cross_entropy(logits.float(), answers, reduction=reduction)
+    return loss, answers.new_tensor(len(answers))
 
 
 def main(argv=None):

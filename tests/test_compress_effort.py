@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from pixeltok.cli import main
-from pixeltok.compression import (DEFAULT_CHECKPOINT, PtkChecksumError, PtkTruncatedError, PtkVersionError, compress, decompress,
-                                  format as ptk_format, read_header)
+from pixeltok.compression import (DEFAULT_CHECKPOINT, PtkChecksumError, PtkTruncatedError, PtkVersionError, compress,
+                                  decompress, format as ptk_format, read_header)
 
 
 def photo(h, w, seed=0, channels=3):

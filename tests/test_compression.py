@@ -39,7 +39,8 @@ V1_FIXTURES = {
     "v1_l_20x20.ptk": ("L", (20, 20), "816f8b6c4f39b6bc63971a41221782a8926a92d200f3c7fdf9d63affee02905f"),
 }
 
-STORED_OVERHEAD = 8 + 1 + 1 + 4 + 4 + 2 + 6 + 32 + 1 + 4 + 1 + 3 + 1 + 4  # header (empty coder params) without the model name, + file CRC
+# header without the model name (empty coder parameters), + file CRC
+STORED_OVERHEAD = 8 + 1 + 1 + 4 + 4 + 2 + 6 + 32 + 1 + 4 + 1 + 3 + 1 + 4
 TINY = dict(context_rows=2, context_left=2, context_right=1, context_left_current=2, hidden_size=24,
             num_hidden_layers=1, head_hidden_size=12, num_mixtures=3)
 

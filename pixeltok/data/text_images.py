@@ -469,7 +469,8 @@ def sample_row(rng: np.random.Generator, pools: _Pools, *, tier: str = "mixed", 
     for _ in range(max_tries):
         n_num = len(pools.numbers) if number_fraction > 0 else 0
         if random_fraction > 0 and rng.random() < random_fraction:  # no draw at 0: rows stay as they were
-            text = "".join(_RANDOM_CHAR_ARRAY[rng.integers(len(RANDOM_CHARS), size=int(rng.integers(1, random_max_length + 1)))])
+            size = int(rng.integers(1, random_max_length + 1))
+            text = "".join(_RANDOM_CHAR_ARRAY[rng.integers(len(RANDOM_CHARS), size=size)])
             kind = "random"
         elif n_num and (not pools.words or rng.random() < number_fraction):
             text, kind = str(int(pools.numbers[rng.integers(n_num)])), "number"

@@ -178,7 +178,8 @@ class PixelTextProcessor(ProcessorMixin):
 
     def prepare(self, image: ImageInput) -> ImageInput:
         """The image as the processor tokenizes it (before quantization): :func:`prepare_image` with this
-        processor's ``image_height``, ``max_side``, ``grayscale``, ``normalize`` and ``crop`` (opaque when ``pack > 1``)."""
+        processor's ``image_height``, ``max_side``, ``grayscale``, ``normalize`` and ``crop`` (opaque when
+        ``pack > 1``)."""
         return prepare_image(image, self.image_height, self.max_side, self.grayscale, self.normalize,
                              opaque=self.pack > 1, crop=self.crop)
 
