@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.join(ROOT, "recipes"))
 from pixeltok.compression import _identity, coder, format as ptk_format, load_codec_model  # noqa: E402
 from pixeltok.compression.demo import baseline_sizes  # noqa: E402
 from pixeltok.compression.model import model_name  # noqa: E402
-from train_codec import box_downscale, load_photos  # noqa: E402
+from pixeltok.data.photos import box_downscale, read_photo  # noqa: E402
 from pixeltok.tiling import cut_tiles  # noqa: E402
 
 
@@ -66,7 +66,8 @@ def main(argv=None):
     with open(args.config) as f:
         dc = yaml.safe_load(f)["data"]
     walls = dc["heldout_wallpapers"] if args.wallpaper_dir else []
-    photos = load_photos(walls, dc["heldout_skimage"], args.wallpaper_dir)
+    photos = {ref: read_photo(ref, args.wallpaper_dir) for ref in
+              [f"wallpaper:{n}" for n in walls] + [f"skimage:{n}" for n in dc["heldout_skimage"]]}
     rng = np.random.default_rng(args.seed)
     per_photo = -(-args.n // len(photos))
     tiles, srcs = [], []
@@ -133,7 +134,7 @@ def main(argv=None):
                      ("ideal_no_tile_offsets_bpsp", "  same, no per-tile offsets"), ("png_bpsp", "PNG level 9"),
                      ("webp_bpsp", "WebP lossless"), ("jxl_bpsp", "JPEG-XL lossless e9")]:
         print(f"{label:<28} {res[k]:>14.4f} {res[k] / res['jxl_bpsp']:>9.3f}")
-    print(f"\nper source (tile-stream bpsp vs JPEG-XL):")
+    print("\nper source (tile-stream bpsp vs JPEG-XL):")
     for name, r in by_src.items():
         print(f"  {name:<34} {r['tiles']:>4} tiles  ptk {r['ptk_payload_bpsp']:.3f}  jxl {r['jxl_bpsp']:.3f}  "
               f"webp {r['webp_bpsp']:.3f}  png {r['png_bpsp']:.3f}")
@@ -167,11 +168,8 @@ def bench_whole(args):
     for spec in args.whole.split(","):
         name, _, scale = spec.partition(":")
         scale = int(scale or 1)
-        if hasattr(skimage.data, name):
-            img = np.asarray(getattr(skimage.data, name)())[..., :3]
-        else:
-            img = load_photos([name], [], args.wallpaper_dir)[f"wallpaper:{name}"]
-        img = np.ascontiguousarray(box_downscale(img, scale))
+        ref = f"skimage:{name}" if hasattr(skimage.data, name) else f"wallpaper:{name}"
+        img = np.ascontiguousarray(box_downscale(read_photo(ref, args.wallpaper_dir), scale))
         h, w = img.shape[:2]
         sub, mp = img.size, h * w / 1e6
         row = {"photo": f"{name}" + (f" /{scale}" if scale > 1 else ""), "size": f"{w}x{h}"}

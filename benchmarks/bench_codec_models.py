@@ -73,7 +73,7 @@ from pixeltok.compression.model import (  # noqa: E402
     pixels_to_unit,
 )
 from pixeltok.models.pxby import PxByConfig, PxByModel  # noqa: E402
-from train_codec import load_photos, photo_tiles  # noqa: E402
+from train_codec import load_crops, photo_refs  # noqa: E402
 
 VARIANTS = ("context-interleaved", "context-channel-major", "imagegpt-interleaved", "pxby-interleaved")
 # imagegpt.* / pxby.* keys that are training options (null = train.*), not model hyper-parameters
@@ -498,17 +498,15 @@ def apply_overrides(cfg: dict, sets: list[str]) -> dict:
 def load_tiles(dc: dict, seed: int, eval_tiles: int, wallpaper_dir: str | None, backgrounds_dir: str | None):
     """Training and held-out tiles as in ``recipes/train_codec.py`` (wallpapers / backgrounds only when their folder
     is given, else the scikit-image photos alone)."""
-    walls_tr = dc.get("train_wallpapers", []) if wallpaper_dir else []
-    backs_tr = dc.get("train_backgrounds", []) if backgrounds_dir else []
-    walls_he = dc.get("heldout_wallpapers", []) if wallpaper_dir else []
-    train_photos = load_photos(walls_tr, dc["train_skimage"], wallpaper_dir, backs_tr, backgrounds_dir)
-    held_photos = load_photos(walls_he, dc["heldout_skimage"], wallpaper_dir)
-    size, cap = dc["tile_size"], dc["max_tiles_per_image"]
-    train = photo_tiles(train_photos, dc["scales"], size, cap, seed)
-    held = photo_tiles(held_photos, dc["scales"], size, cap, seed + 1)
+    dc = {**dc, "train_backgrounds": dc.get("train_backgrounds", []) if backgrounds_dir else []}
+    for k in ("train_wallpapers", "heldout_wallpapers"):
+        dc[k] = dc.get(k, []) if wallpaper_dir else []
+    train, held = load_crops(dc, seed, wallpaper_dir, backgrounds_dir)
+    size = dc["tile_size"]
     held = held[np.random.default_rng(seed + 2).permutation(len(held))[:eval_tiles]]
     if len(train) == 0 or len(held) == 0:
         raise ValueError(f"no full {size}x{size} tiles: {len(train)} training, {len(held)} held-out")
+    train_photos, held_photos = photo_refs(dc)
     return train, held, sorted(train_photos), sorted(held_photos)
 
 

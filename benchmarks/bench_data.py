@@ -241,7 +241,7 @@ def main() -> None:
     fast_small = [t.reshape(-1) for a in small.values() for t in cut_tiles(a, 32, border="drop")[0]]
     assert all(np.array_equal(np.asarray(r, dtype=np.uint8), f) for r, f in zip(tiles_ref, fast_small))
     tv, trr = len(tiles_fast) / t_tf, len(tiles_ref) / t_tr
-    print(f"\n[tiling] scikit-image photos -> 32x32 tiles + interleaved input_ids (identical outputs checked)")
+    print("\n[tiling] scikit-image photos -> 32x32 tiles + interleaved input_ids (identical outputs checked)")
     print(f"  vectorized  {tv:10.1f} tiles/s ({len(tiles_fast)} tiles)")
     print(f"  per-pixel   {trr:10.1f} tiles/s ({len(tiles_ref)} tiles)")
     print(f"  speed-up    {tv / trr:10.1f}x")

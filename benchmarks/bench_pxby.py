@@ -118,8 +118,8 @@ def main():
         print(f"  {name}: done", flush=True)
     print()
     print("gen tokens/s: cached / re-run under min_new_tokens (headline) | under no EOS")
-    print(f"| config (D=81, 2 layers) | parameters | train tokens/s | cached | re-run | cached / re-run "
-          f"| cached, no EOS | re-run, no EOS | ratio, no EOS | same tokens |")
+    print("| config (D=81, 2 layers) | parameters | train tokens/s | cached | re-run | cached / re-run "
+          "| cached, no EOS | re-run, no EOS | ratio, no EOS | same tokens |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for name, n, tr, gc, gr, ratio, gc2, gr2, ratio2, same in rows:
         print(f"| {name} | {n:,} | {tr:,.0f} | {gc:,.0f} | {gr:,.1f} | {ratio:.1f}x | {gc2:,.0f} | {gr2:,.1f} "

@@ -5,8 +5,9 @@
         [--push_to_hub --hub_model_id org/name [--private] [--revision main]]
 
 Data: Debian's ``plasma-workspace-wallpapers`` photos (``apt-get download`` + ``dpkg -x``, no install) and
-scikit-image's bundled photos, box-downscaled by each factor in ``data.scales`` then cut into full 32x32 tiles with
-``pixeltok.tiling.cut_tiles``. Photos listed under ``heldout_*`` are never trained on; ``eval_results.json`` reports
+scikit-image's bundled photos, read through the package's data path, ``pixeltok.data.photos.load_photos`` (config
+``crops``): box-downscaled by each factor in ``data.scales``, then cut into full 32x32 crops, kept as Arrow files in
+the ``datasets`` cache (``--cache_dir``) so a second run starts at once. Photos listed under ``heldout_*`` are never trained on; ``eval_results.json`` reports
 bits per sub-pixel on tiles of them (the ideal code length -sum log2 p; the real coded size is measured by
 ``benchmarks/bench_codec.py``). Output: ``save_pretrained`` checkpoints (safetensors), ``eval_results.json``, a
 filled ``README.md`` model card, ``trainer_state.json`` (``log_history``: lr and training loss every
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import glob
 import inspect
 import json
 import math
@@ -36,79 +36,37 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from pixeltok.compression.model import PixelContextCodecConfig, PixelContextCodecModel  # noqa: E402
-from pixeltok.tiling import cut_tiles  # noqa: E402
+from pixeltok.data import DataSourceError  # noqa: E402
+from pixeltok.data.photos import load_photos, photo_path  # noqa: E402
 from pixeltok.scripts import (ArgumentParser, ConfigError, exit_with, library_progress_bars_off,  # noqa: E402
                               looks_like_path, read_yaml_config)
 
 
 # ---- data -------------------------------------------------------------------------------------------------------
-def box_downscale(img: np.ndarray, s: int) -> np.ndarray:
-    """``(H, W, 3)`` uint8 -> ``(H//s, W//s, 3)`` mean of each s x s block, rounded half up."""
-    if s == 1:
-        return img
-    h, w = (img.shape[0] // s) * s, (img.shape[1] // s) * s
-    blocks = img[:h, :w].reshape(h // s, s, w // s, s, 3).astype(np.float64)
-    return np.floor(blocks.mean(axis=(1, 3)) + 0.5).astype(np.uint8)
+def photo_refs(dc: dict) -> tuple[list[str], list[str]]:
+    """The config's photos as ``pixeltok.data.photos`` references: (training photos, held-out photos)."""
+    train = ([f"wallpaper:{n}" for n in dc["train_wallpapers"]] + [f"background:{n}" for n in dc["train_backgrounds"]]
+             + [f"skimage:{n}" for n in dc["train_skimage"]])
+    return train, [f"wallpaper:{n}" for n in dc["heldout_wallpapers"]] + [f"skimage:{n}" for n in dc["heldout_skimage"]]
 
 
-def wallpaper_path(wallpaper_dir: str, name: str) -> str:
-    """Largest real (non-symlink) image of one wallpaper package."""
-    files = [f for f in glob.glob(os.path.join(wallpaper_dir, name, "contents", "images", "*")) if not os.path.islink(f)]
-    if not files:
-        raise FileNotFoundError(
-            f"wallpaper {name!r} not found under {wallpaper_dir!r}; get it with `apt-get download "
-            "plasma-workspace-wallpapers && dpkg -x plasma-workspace-wallpapers_*.deb DIR` and pass "
-            "--wallpaper_dir DIR/usr/share/wallpapers")
-    return max(files, key=os.path.getsize)
+def load_crops(dc: dict, seed: int, wallpaper_dir: str | None, backgrounds_dir: str | None,
+               cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out crops ``(N, tile_size, tile_size, 3)`` uint8 through the package's data path
+    (:func:`pixeltok.data.photos.load_photos`, config ``crops``: every full crop of every photo at every scale,
+    at most ``max_tiles_per_image`` per photo and scale, seeded)."""
+    train_refs, held_refs = photo_refs(dc)
+    ds = load_photos(train_refs, held_refs, config="crops", wallpaper_dir=wallpaper_dir,
+                     backgrounds_dir=backgrounds_dir, cache_dir=cache_dir, scales=dc["scales"],
+                     crop_size=dc["tile_size"], max_crops_per_photo=dc["max_tiles_per_image"], seed=seed)
+    size = dc["tile_size"]
 
+    def stack(split: str) -> np.ndarray:
+        if split not in ds or ds[split].num_rows == 0:
+            return np.zeros((0, size, size, 3), np.uint8)
+        return np.stack(list(ds[split].with_format("numpy")["image"])).astype(np.uint8, copy=False)
 
-def background_path(backgrounds_dir: str, name: str) -> str:
-    path = os.path.join(backgrounds_dir, name)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"background photo {name!r} not found under {backgrounds_dir!r}; get it with `apt-get download "
-            "lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds && for d in *.deb; do dpkg -x $d "
-            "DIR; done` and pass --backgrounds_dir DIR/usr/share/backgrounds")
-    return path
-
-
-def load_photos(wallpapers: list[str], skimage_names: list[str], wallpaper_dir: str | None,
-                backgrounds: list[str] = (), backgrounds_dir: str | None = None) -> dict[str, np.ndarray]:
-    """Name -> ``(H, W, 3)`` uint8 RGB photo.
-
-    ``backgrounds`` are paths relative to ``backgrounds_dir`` (a ``usr/share/backgrounds`` folder extracted from
-    Debian's ``lomiri-wallpapers-16.04``, ``lomiri-wallpapers-20.04`` and ``mate-backgrounds`` packages)."""
-    from PIL import Image
-    import skimage.data
-
-    photos = {}
-    for n in wallpapers:
-        if wallpaper_dir is None:
-            raise ValueError(f"data lists wallpaper {n!r} but --wallpaper_dir was not given")
-        with Image.open(wallpaper_path(wallpaper_dir, n)) as im:
-            photos[f"wallpaper:{n}"] = np.asarray(im.convert("RGB"))
-    for n in backgrounds:
-        if backgrounds_dir is None:
-            raise ValueError(f"data lists background {n!r} but --backgrounds_dir was not given")
-        with Image.open(background_path(backgrounds_dir, n)) as im:
-            photos[f"background:{n}"] = np.asarray(im.convert("RGB"))
-    for n in skimage_names:
-        photos[f"skimage:{n}"] = np.asarray(getattr(skimage.data, n)())[..., :3]
-    return photos
-
-
-def photo_tiles(photos: dict[str, np.ndarray], scales: list[int], size: int, cap: int, seed: int) -> np.ndarray:
-    """All full ``size`` tiles of every photo at every scale (at most ``cap`` per photo and scale) -> ``(N, size, size, 3)``."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for name in sorted(photos):
-        for s in scales:
-            tiles, _ = cut_tiles(box_downscale(photos[name], s), size=size, border="drop")
-            if not tiles:
-                continue
-            idx = rng.permutation(len(tiles))[:cap]
-            out.append(np.stack([tiles[i] for i in idx]))
-    return np.concatenate(out) if out else np.zeros((0, size, size, 3), np.uint8)
+    return stack("train"), stack("test")
 
 
 def mirror_random_half(tiles: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -190,8 +148,6 @@ def load_config(path: str) -> dict:
 
 def check_data(cfg: dict, args) -> None:
     """Every photo the config names must be at hand (cheap: file lookups and names, nothing is decoded)."""
-    import skimage.data
-
     dc = cfg["data"]
     wallpapers = dc["train_wallpapers"] + dc["heldout_wallpapers"]
     for flag, folder, names in (("--wallpaper_dir", args.wallpaper_dir, wallpapers),
@@ -200,16 +156,17 @@ def check_data(cfg: dict, args) -> None:
             raise ConfigError(f"not found: {folder} ({flag})")
         if names and not folder:
             raise ConfigError(f"data lists {names[0]!r} (and {len(names) - 1} more) but {flag} was not given")
-    try:
-        for n in wallpapers:
-            wallpaper_path(args.wallpaper_dir, n)
-        for n in dc["train_backgrounds"]:
-            background_path(args.backgrounds_dir, n)
-    except FileNotFoundError as e:
-        raise ConfigError(str(e)) from None
-    for n in dc["train_skimage"] + dc["heldout_skimage"]:
-        if not callable(getattr(skimage.data, n, None)):
-            raise ConfigError(f"data: {n!r} is not a scikit-image photo (skimage.data.{n})")
+    train_refs, held_refs = photo_refs(dc)
+    both = sorted(set(train_refs) & set(held_refs))
+    if both:
+        raise ConfigError(f"data: {both[0]!r} is both a training and a held-out photo")
+    for key, kind in (("train_wallpapers", "wallpaper"), ("train_backgrounds", "background"),
+                      ("train_skimage", "skimage"), ("heldout_wallpapers", "wallpaper"), ("heldout_skimage", "skimage")):
+        for name in dc[key]:
+            try:
+                photo_path(f"{kind}:{name}", args.wallpaper_dir, args.backgrounds_dir)
+            except DataSourceError as e:
+                raise ConfigError(f"data.{key}: {e}") from None
     if args.init_from and looks_like_path(args.init_from) and not os.path.exists(os.path.expanduser(args.init_from)):
         raise ConfigError(f"not found: {args.init_from} (--init_from)")  # else a Hub id: from_pretrained explains
     ckpt = args.resume_from_checkpoint
@@ -230,7 +187,8 @@ Causal-neighbourhood pixel model (`PixelContextCodecModel`, {n_params:,} paramet
 sub-pixel of a 32x32 tile as a mixture of {K} discretized logistics, used by `pixeltok.compression` with a
 range coder (constriction) to compress images losslessly (`.ptk` files).
 
-- Training data: 32x32 tiles of real photographs, box-downscaled by {scales} first: wallpapers {train_w}
+- Training data: 32x32 crops of real photographs (`pixeltok.data.load_photos(config="crops")`), box-downscaled by
+  {scales} first: wallpapers {train_w}
   (Debian `plasma-workspace-wallpapers`), photos {train_b} (Debian `lomiri-wallpapers-16.04`,
   `lomiri-wallpapers-20.04`, `mate-backgrounds`) and scikit-image photos {train_s}; {n_train:,} training tiles.
 - Held out (never trained on): wallpapers {held_w}; scikit-image {held_s}.
@@ -270,6 +228,7 @@ def parse_args(argv=None):
     p.add_argument("--wallpaper_dir", default=os.environ.get("PIXELTOK_WALLPAPERS"))
     p.add_argument("--backgrounds_dir", default=os.environ.get("PIXELTOK_BACKGROUNDS"),
                    help="usr/share/backgrounds of the extracted lomiri/mate packages (for data.train_backgrounds)")
+    p.add_argument("--cache_dir", default=None, help="where the photos' Arrow files go (default: the datasets cache)")
     p.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint-*/ folder written by this script")
     p.add_argument("--max_steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--init_from", default=None,
@@ -308,14 +267,10 @@ def train(args, cfg):
     set_seed(tc["seed"])
     os.makedirs(args.output_dir, exist_ok=True)
 
-    with accelerator.main_process_first():
-        train_photos = load_photos(dc["train_wallpapers"], dc["train_skimage"], args.wallpaper_dir,
-                                   dc["train_backgrounds"], args.backgrounds_dir)
-        held_photos = load_photos(dc["heldout_wallpapers"], dc["heldout_skimage"], args.wallpaper_dir)
-        train = photo_tiles(train_photos, dc["scales"], dc["tile_size"], dc["max_tiles_per_image"], tc["seed"])
-        held = photo_tiles(held_photos, dc["scales"], dc["tile_size"], dc["max_tiles_per_image"], tc["seed"] + 1)
+    with accelerator.main_process_first():  # the main process builds the Arrow cache; the others read it
+        train, held = load_crops(dc, tc["seed"], args.wallpaper_dir, args.backgrounds_dir, args.cache_dir)
         held = held[np.random.default_rng(tc["seed"] + 2).permutation(len(held))[: dc["eval_tiles"]]]
-    accelerator.print(f"train tiles {len(train):,} from {len(train_photos)} photos; eval tiles {len(held)}")
+    accelerator.print(f"train tiles {len(train):,} from {len(photo_refs(dc)[0])} photos; eval tiles {len(held)}")
 
     if args.init_from:
         model = PixelContextCodecModel.from_pretrained(args.init_from)
@@ -359,7 +314,7 @@ def train(args, cfg):
                     json.dump(state, f, indent=1)
             accelerator.unwrap_model(model).save_pretrained(args.output_dir)  # latest weights at the top level
 
-    t0, elapsed_before = time.time(), 0.0
+    t0 = time.time()
     batches_before_epoch = step * tc["gradient_accumulation_steps"] - skip
     end = min(total, tc["stop_step"] or total)  # stop_step: end early without changing the schedule's length
     bar = tqdm(total=end, initial=step, disable=not accelerator.is_local_main_process, desc="train")

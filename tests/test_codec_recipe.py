@@ -158,7 +158,7 @@ BAD_CODEC = [  # (config edit or None, extra arguments, what the one line must s
     (("train", "mixed_precision", "fp8"), [], "train.mixed_precision must be one of"),
     (("data", "scales", [0]), [], "data.scales must be a list of positive ints"),
     (("model", "hidden_size", "big"), [], "model.hidden_size must be an int, got 'big'"),
-    (("data", "train_skimage", ["no_such_photo"]), [], "'no_such_photo' is not a scikit-image photo"),
+    (("data", "train_skimage", ["no_such_photo"]), [], "data.train_skimage: 'skimage:no_such_photo': not a scikit-image photo"),
     (("data", "train_wallpapers", ["Path"]), [], "data lists 'Path' (and 0 more) but --wallpaper_dir was not given"),
     (None, ["--config", "{tmp}/missing.yaml"], "not found: {tmp}/missing.yaml (--config)"),
     (None, ["--wallpaper_dir", "{tmp}/wall"], "not found: {tmp}/wall (--wallpaper_dir)"),
@@ -166,6 +166,9 @@ BAD_CODEC = [  # (config edit or None, extra arguments, what the one line must s
     (None, ["--resume_from_checkpoint", "{tmp}/ckpt-3"], "not found: {tmp}/ckpt-3 (--resume_from_checkpoint)"),
     (None, ["--max_steps", "-1"], "--max_steps must be an int >= 0, got -1"),
     (None, ["--bogus"], "unrecognized arguments: --bogus"),
+    (("data", "heldout_skimage", ["chelsea", "astronaut"]), [], "data: 'skimage:astronaut' is both a training and"),
+    (("data", "train_backgrounds", ["../x.jpg"]), ["--backgrounds_dir", "{tmp}"],
+     "data.train_backgrounds: 'background:../x.jpg': the path leaves backgrounds_dir"),
 ]
 
 

@@ -9,6 +9,9 @@
 - :func:`load_scenes` -- builder :class:`pixeltok.data.scenes.Scenes`: procedurally drawn scenes of 1-4 coloured
   shapes with complete grammar captions (``caption``) and one-object ``short_caption``s, content-disjoint splits;
   :func:`pixeltok.data.scenes.scene_palette` is the palette of exactly their colours.
+- :func:`load_photos` -- builder :class:`pixeltok.data.photos.Photos`: real photographs (Debian wallpapers,
+  scikit-image photos, any image files), whole or as seeded crops, at several box-downscale factors, with a
+  held-out ``test`` split: the codec recipe's data.
 - :func:`prepare_wesnoth` -- a real GPL sprite + caption corpus from Debian's ``wesnoth-1.16-data``, built locally.
 - :func:`render_dataset_card` / :func:`push_dataset_to_hub` -- dataset cards from ``hub_cards/`` templates and a
   push as parquet shards that ``load_dataset(repo_id, config)`` reads without pixeltok.
@@ -26,13 +29,14 @@ from pathlib import Path
 
 from ._common import (DataSourceError, fingerprint_source, is_hub_repo_id, is_url, normalize_caption, read_options,
                       run_builder)
+from .photos import load_photos
 from .scenes import load_scenes
 from .text_images import load_text_images, prepare_reader_image
 from .wesnoth import prepare_wesnoth
 
 __all__ = ["load_pokemon", "load_cifar_tiles", "prepare_wesnoth", "render_dataset_card", "push_dataset_to_hub",
            "with_windows", "DataSourceError", "normalize_caption", "load_text_images", "prepare_reader_image", "load_source",
-           "load_scenes"]
+           "load_scenes", "load_photos"]
 
 
 def load_pokemon(source, *, cache_dir=None, num_proc: int | None = None, streaming: bool = False, download_mode=None,
