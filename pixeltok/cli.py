@@ -286,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--effort", choices=("fast", "max", "network"), default=None,
                    help="fast (default): adaptive context mixing, ~0.7 MP/s; max: its parameters chosen for the "
                         "image (~0.3%% smaller, slower to encode); network: the pretrained pixel-context network")
-    p.add_argument("--model", default=None, help="codec checkpoint folder, implies --effort network "
-                                                 "(default: the shipped model)")
+    p.add_argument("--model", default=None, help="codec checkpoint folder (default: the shipped network), or a "
+                                                 "causal model over sub-pixels such as ImageGPT; implies --effort "
+                                                 "network")
     p.add_argument("--tile", type=int, default=None, metavar="N",
                    help="code independent NxN tiles (random access; default: the whole image as one unit)")
     add_force_arg(p)
@@ -309,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="pixeltok-demo", help="folder for results.csv and the bar chart")
     p.add_argument("--effort", choices=("fast", "max", "network"), default=None,
                    help="the codec's effort, as in compress (default fast)")
-    p.add_argument("--model", default=None, help="codec network checkpoint folder, implies --effort network")
+    p.add_argument("--model", default=None, help="codec network checkpoint folder, or a causal model over "
+                                                 "sub-pixels such as ImageGPT; implies --effort network")
     p.add_argument("--skip-tokenizer", action="store_true",
                    help="only the codec part (skip the PixelTokenizer round trip)")
     p.set_defaults(func=cmd_demo)

@@ -7,10 +7,12 @@
 Data: Debian's ``plasma-workspace-wallpapers`` photos (``apt-get download`` + ``dpkg -x``, no install) and
 scikit-image's bundled photos, read through the package's data path, ``pixeltok.data.photos.load_photos`` (config
 ``crops``): box-downscaled by each factor in ``data.scales``, then cut into full 32x32 crops, kept as Arrow files in
-the ``datasets`` cache (``--cache_dir``) so a second run starts at once. Photos listed under ``heldout_*`` are never trained on; ``eval_results.json`` reports
-bits per sub-pixel on tiles of them (the ideal code length -sum log2 p; the real coded size is measured by
-``benchmarks/bench_codec.py``). Output: ``save_pretrained`` checkpoints (safetensors), ``eval_results.json``, a
-filled ``README.md`` model card, ``trainer_state.json`` (``log_history``: lr and training loss every
+the ``datasets`` cache (``--cache_dir``) so a second run starts at once. Photos listed under ``heldout_*`` are never
+trained on; ``eval_results.json`` reports bits per sub-pixel on tiles of them (the ideal code length -sum log2 p;
+the real coded size is measured by ``benchmarks/bench_codec.py``). ``model.type: imagegpt`` trains a transformers
+``ImageGPTForCausalImageModeling`` over the crops' sub-pixels instead, for ``compress(image, model=...)``'s generic
+path (``configs/codec_imagegpt_tiny.yaml``). Output: ``save_pretrained`` checkpoints (safetensors),
+``eval_results.json``, a filled ``README.md`` model card, ``trainer_state.json`` (``log_history``: lr and training loss every
 ``train.log_every`` steps, held-out bpsp every ``eval_every``) and ``checkpoint-*/`` Accelerate states for
 ``--resume_from_checkpoint``. The LR schedule is in optimizer steps, whatever the number of processes. A bad config,
 argument or path is reported as one line on stderr (exit status 2) before any process group starts.
@@ -90,6 +92,9 @@ CONFIG_KEYS = {
               "eval_every": (int, REQUIRED), "save_every": (int, REQUIRED), "log_every": (int, 10),
               "mixed_precision": (str, "no"), "num_threads": (int, 2), "hflip": (bool, False)},
 }
+# model.type imagegpt: transformers' ImageGPTForCausalImageModeling over a crop's 3 * T * T sub-pixels (256 levels +
+# start token, raster order, RGB interleaved), the model compress(image, model=...) codes with through its generic path
+IMAGEGPT_KEYS = {"n_embd": 128, "n_layer": 2, "n_head": 4}
 MAY_BE_ZERO = {"seed", "warmup_steps", "max_steps"}  # the other ints must be >= 1, the floats >= 0
 PROG = "train_codec.py"
 
@@ -119,10 +124,18 @@ def load_config(path: str) -> dict:
         if not isinstance(cfg[section], dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping, got {type(cfg[section]).__name__}")
     cfg.setdefault("model", {})
+    kind = cfg["model"].get("type", "context")
+    if kind not in ("context", "imagegpt"):
+        raise ConfigError(f"{path}: model.type must be 'context' (the pixel-context network) or 'imagegpt', "
+                          f"got {kind!r}")
+    if kind == "imagegpt":
+        model_keys = IMAGEGPT_KEYS
     for k, v in cfg["model"].items():
+        if k == "type":
+            continue
         if k not in model_keys:
             raise ConfigError(f"{path}: unknown key model.{k} (known: {sorted(model_keys)})")
-        check_type(f"model.{k}", v, type(model_keys[k]))
+        check_type(f"model.{k}", v, type(model_keys[k]), low=1 if kind == "imagegpt" else None)
     for section, keys in CONFIG_KEYS.items():
         given = cfg.setdefault(section, {})
         for k in given:
@@ -160,8 +173,9 @@ def check_data(cfg: dict, args) -> None:
     both = sorted(set(train_refs) & set(held_refs))
     if both:
         raise ConfigError(f"data: {both[0]!r} is both a training and a held-out photo")
-    for key, kind in (("train_wallpapers", "wallpaper"), ("train_backgrounds", "background"),
-                      ("train_skimage", "skimage"), ("heldout_wallpapers", "wallpaper"), ("heldout_skimage", "skimage")):
+    fields = (("train_wallpapers", "wallpaper"), ("train_backgrounds", "background"), ("train_skimage", "skimage"),
+              ("heldout_wallpapers", "wallpaper"), ("heldout_skimage", "skimage"))
+    for key, kind in fields:
         for name in dc[key]:
             try:
                 photo_path(f"{kind}:{name}", args.wallpaper_dir, args.backgrounds_dir)
@@ -183,12 +197,11 @@ tags: [pixeltok, lossless-image-compression, arithmetic-coding]
 ---
 # pixeltok lossless codec model ({name})
 
-Causal-neighbourhood pixel model (`PixelContextCodecModel`, {n_params:,} parameters) that predicts each 8-bit
-sub-pixel of a 32x32 tile as a mixture of {K} discretized logistics, used by `pixeltok.compression` with a
-range coder (constriction) to compress images losslessly (`.ptk` files).
+{model_line}, used by `pixeltok.compression` with a range coder (constriction) to compress images losslessly
+(`.ptk` files).
 
-- Training data: 32x32 crops of real photographs (`pixeltok.data.load_photos(config="crops")`), box-downscaled by
-  {scales} first: wallpapers {train_w}
+- Training data: {tile}x{tile} crops of real photographs (`pixeltok.data.load_photos(config="crops")`),
+  box-downscaled by {scales} first: wallpapers {train_w}
   (Debian `plasma-workspace-wallpapers`), photos {train_b} (Debian `lomiri-wallpapers-16.04`,
   `lomiri-wallpapers-20.04`, `mate-backgrounds`) and scikit-image photos {train_s}; {n_train:,} training tiles.
 - Held out (never trained on): wallpapers {held_w}; scikit-image {held_s}.
@@ -208,6 +221,28 @@ def write_card(out_dir: str, info: dict) -> None:
 
 
 # ---- training -------------------------------------------------------------------------------------------------------
+def build_model(mc: dict, tile_size: int):
+    """The configured model: the pixel-context network, or an ImageGPT over a crop's sub-pixels."""
+    if mc.get("type", "context") == "context":
+        return PixelContextCodecModel(PixelContextCodecConfig(**{k: v for k, v in mc.items() if k != "type"}))
+    from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
+
+    kw = {**IMAGEGPT_KEYS, **{k: v for k, v in mc.items() if k != "type"}}
+    cfg = ImageGPTConfig(vocab_size=257, n_positions=3 * tile_size * tile_size + 1, **kw)
+    return ImageGPTForCausalImageModeling(cfg)
+
+
+def tile_bits(model, tiles: torch.Tensor) -> torch.Tensor:
+    """``(B, T, T, 3)`` uint8 crops -> ``(B,)`` bits per sub-pixel under ``model`` (either kind; DDP-wrapped too)."""
+    if isinstance(getattr(model, "module", model), PixelContextCodecModel):
+        return model(tiles.long(), reduction="none").loss
+    ids = tiles.reshape(tiles.shape[0], -1).long()
+    sos = torch.full((ids.shape[0], 1), 256, dtype=torch.long, device=ids.device)  # ImageGPT's start: vocab_size - 1
+    logits = model(input_ids=torch.cat([sos, ids[:, :-1]], 1)).logits.float()  # (B, L, 256)
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids, reduction="none")
+    return nll.mean(1) / math.log(2.0)
+
+
 @torch.no_grad()
 def evaluate(model, loader, accelerator) -> float:
     """Mean bits per sub-pixel over the eval tiles (every process's share gathered)."""
@@ -215,7 +250,7 @@ def evaluate(model, loader, accelerator) -> float:
     per_tile = []
     for (batch,) in loader:
         # per-tile losses, so gather_for_metrics can drop the tiles duplicated to even out the last batch
-        losses = accelerator.unwrap_model(model)(batch.long(), reduction="none").loss
+        losses = tile_bits(accelerator.unwrap_model(model), batch)
         per_tile.append(accelerator.gather_for_metrics(losses))
     model.train()
     return torch.cat(per_tile).mean().item()
@@ -273,11 +308,16 @@ def train(args, cfg):
     accelerator.print(f"train tiles {len(train):,} from {len(photo_refs(dc)[0])} photos; eval tiles {len(held)}")
 
     if args.init_from:
-        model = PixelContextCodecModel.from_pretrained(args.init_from)
-        cfg["model"] = {k: getattr(model.config, k) for k in cfg["model"]}  # what was really trained, for the record
+        if cfg["model"].get("type", "context") == "imagegpt":
+            from transformers import ImageGPTForCausalImageModeling as cls
+        else:
+            cls = PixelContextCodecModel
+        model = cls.from_pretrained(args.init_from)
+        # what was really trained, for the record
+        cfg["model"] = {k: (v if k == "type" else getattr(model.config, k)) for k, v in cfg["model"].items()}
         accelerator.print(f"initialised from {args.init_from}")
     else:
-        model = PixelContextCodecModel(PixelContextCodecConfig(**cfg["model"]))
+        model = build_model(cfg["model"], dc["tile_size"])
     opt = torch.optim.AdamW(model.parameters(), lr=tc["learning_rate"], weight_decay=tc["weight_decay"])
     warm, total, world = tc["warmup_steps"], tc["max_steps"], accelerator.num_processes
 
@@ -330,7 +370,7 @@ def train(args, cfg):
             if hflip:
                 batch = mirror_random_half(batch, flip_g)
             with accelerator.accumulate(model):
-                loss = model(batch.long()).loss
+                loss = tile_bits(model, batch).mean()
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
@@ -374,9 +414,18 @@ def train(args, cfg):
         unwrapped = accelerator.unwrap_model(model)
         hardware = (torch.cuda.get_device_name() if torch.cuda.is_available()
                     else f"CPU ({torch.get_num_threads()} threads)")
+        n_params = sum(t.numel() for t in unwrapped.parameters())
         write_card(args.output_dir, dict(
-            name=os.path.basename(os.path.normpath(args.output_dir)), n_params=sum(t.numel() for t in unwrapped.parameters()),
-            K=unwrapped.config.num_mixtures, scales=dc["scales"], train_w=dc["train_wallpapers"], train_s=dc["train_skimage"],
+            name=os.path.basename(os.path.normpath(args.output_dir)), n_params=n_params,
+            model_line=(f"Causal-neighbourhood pixel model (`PixelContextCodecModel`, {n_params:,} parameters) that "
+                        "predicts each 8-bit sub-pixel of a 32x32 tile as a mixture of "
+                        f"{getattr(unwrapped.config, 'num_mixtures', 0)} discretized logistics"
+                        if isinstance(unwrapped, PixelContextCodecModel) else
+                        f"`ImageGPTForCausalImageModeling` ({n_params:,} parameters) predicting the "
+                        f"{3 * dc['tile_size'] ** 2} sub-pixels of a {dc['tile_size']}x{dc['tile_size']} crop one by "
+                        "one (256 levels + start token, raster order, RGB interleaved; `compress(image, model=...)`'s "
+                        "generic path)"),
+            scales=dc["scales"], tile=dc["tile_size"], train_w=dc["train_wallpapers"], train_s=dc["train_skimage"],
             train_b=[os.path.splitext(os.path.basename(b))[0] for b in dc["train_backgrounds"]] or "none",
             n_train=len(train), held_w=dc["heldout_wallpapers"], held_s=dc["heldout_skimage"], steps=step,
             batch=tc["batch_size"], accum=tc["gradient_accumulation_steps"], procs=accelerator.num_processes,

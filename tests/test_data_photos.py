@@ -18,7 +18,8 @@ def folders(tmp_path_factory):
     """A plasma-style wallpaper folder (two sizes of one wallpaper) and a backgrounds folder, of generated photos."""
     d = tmp_path_factory.mktemp("photos")
     rng = np.random.default_rng(0)
-    imgs = {"big": rng.integers(0, 256, (70, 90, 3), dtype=np.uint8), "small": rng.integers(0, 256, (9, 9, 3), np.uint8),
+    imgs = {"big": rng.integers(0, 256, (70, 90, 3), dtype=np.uint8),
+            "small": rng.integers(0, 256, (9, 9, 3), dtype=np.uint8),
             "back": rng.integers(0, 256, (41, 67, 3), dtype=np.uint8)}
     walls = d / "wallpapers" / "Dunes" / "contents" / "images"
     walls.mkdir(parents=True)

@@ -30,7 +30,7 @@ from ..image_io import ImageInputError, open_image, to_rgb_exact
 from tqdm.auto import tqdm
 
 from ..tiling import join_tiles, tile_grid
-from . import coder, format as ptk_format, wavefront
+from . import causal, coder, format as ptk_format, wavefront
 from .format import (
     MAX_IMAGE_PIXELS,
     MAX_TILE_SIZE,
@@ -62,11 +62,16 @@ _DEFAULT = None
 
 
 def _check_model_arg(model) -> None:
-    if model is not None and not isinstance(model, (str, os.PathLike, PixelContextCodecModel)):
-        raise TypeError(f"model must be None, a path or a PixelContextCodecModel, got {type(model).__name__}")
+    from transformers import PreTrainedModel
+
+    if model is not None and not isinstance(model, (str, os.PathLike, PreTrainedModel)):
+        raise TypeError(f"model must be None, a path, a PixelContextCodecModel or a causal transformers model over "
+                        f"sub-pixels (e.g. ImageGPTForCausalImageModeling), got {type(model).__name__}")
 
 
-def _resolve(model) -> PixelContextCodecModel:
+def _resolve(model):
+    """The model to code with: the shipped network (``None``), a loaded model, or a checkpoint folder / Hub id:
+    a ``pixeltok_context_codec`` network, else a causal model for the generic path (:mod:`causal`)."""
     global _DEFAULT
     _check_model_arg(model)
     if model is None:
@@ -74,7 +79,15 @@ def _resolve(model) -> PixelContextCodecModel:
             _DEFAULT = load_codec_model()
         return _DEFAULT
     if isinstance(model, (str, os.PathLike)):
-        return load_codec_model(model)
+        from transformers import AutoConfig
+
+        from .model import PixelContextCodecConfig as _Cfg
+
+        if AutoConfig.from_pretrained(model).model_type == _Cfg.model_type:
+            return load_codec_model(model)
+        return causal.load_causal_model(model)
+    if causal.is_causal_model(model):
+        causal.check_model(model)
     return model
 
 
@@ -105,7 +118,11 @@ def compress(image, model=None, *, effort: str | None = None, tile_size: int | N
     model's parameters for this image from a few candidates (sent in the header; ~0.3% smaller, encoding 3-8x
     slower, decoding as fast); ``"network"`` codes with the pretrained
     pixel-context network (``model``: ``None`` for the shipped one, a checkpoint path or a
-    :class:`PixelContextCodecModel`; giving a model implies ``"network"``). ``tile_size``: ``None``
+    :class:`PixelContextCodecModel`; giving a model implies ``"network"``). ``model`` may also be any causal
+    transformers model over sub-pixels (``ImageGPTForCausalImageModeling`` with 257 tokens, or a causal LM whose
+    tokens 0..255 are the levels and whose ``bos_token_id`` starts a tile; or its folder): the generic path of
+    :mod:`~pixeltok.compression.causal`, tiles only (at most the model's context; default 32), the determinism
+    conditions in the header. ``tile_size``: ``None``
     (default) codes the whole image as one unit (context across the whole image); an int in ``[1, MAX_TILE_SIZE]``
     codes independent tiles of that size. ``block_size`` (``16 .. 256``): the encoder sends one scale offset per
     block and channel (in tiles: ``min(block_size, tile_size)``). ``batch_size``: tiles coded in lock-step; the
@@ -137,6 +154,8 @@ def compress(image, model=None, *, effort: str | None = None, tile_size: int | N
     if effort != "network":
         return _compress_adaptive(native, mode, layout, tile_size, block, effort, progress, return_stats)
     m = _resolve(model)
+    if causal.is_causal_model(m):
+        return _compress_causal(m, pixels, native, mode, tile_size, batch_size, progress, return_stats)
     header = PtkHeader(
         width=pixels.shape[1], height=pixels.shape[0], mode=mode, tile_size=tile_size,
         token_order=coder.TOKEN_ORDER, quant_id=coder.QUANT_ID, freq_bits=coder.FREQ_BITS, prob_bits=coder.PROB_BITS,
@@ -195,6 +214,75 @@ def _adaptive_header(native: np.ndarray, mode: str, layout: str, tile_size: int,
         coder_id=ptk_format.ADAPTIVE_CODER_ID, model_sha256=ptk_format.ADAPTIVE_SHA256,
         model_name=ptk_format.ADAPTIVE_NAME, pixels_crc32=ptk_format.image_crc32(mode, native), layout=layout,
         block_size=block, coder_params=params)
+
+
+def _compress_causal(m, pixels: np.ndarray, native: np.ndarray, mode: str, tile_size: int, batch_size: int,
+                     progress: bool, return_stats: bool):
+    """The generic path (:mod:`causal`): tiles of at most the model's context, coded one sub-pixel per step."""
+    limit = causal.max_tile(m)
+    if limit < 1:
+        raise ValueError(f"model {model_name(m)!r} has too few positions for even a 1x1 tile (3 sub-pixels + start)")
+    if tile_size > limit:
+        raise ValueError(f"tile_size {tile_size} needs {3 * tile_size ** 2 + 1} positions; model {model_name(m)!r} "
+                         f"has room for tiles up to {limit}")
+    tile = tile_size or min(limit, 32)
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or not 1 <= batch_size <= 65535:
+        raise ValueError(f"batch_size must be an int in [1, 65535], got {batch_size!r}")
+    params = causal.conditions_to_bytes(causal.conditions(m, int(batch_size)))
+    header = PtkHeader(
+        width=pixels.shape[1], height=pixels.shape[0], mode=mode, tile_size=tile, token_order=causal.TOKEN_ORDER,
+        quant_id=causal.CAUSAL_QUANT_ID, freq_bits=causal.FREQ_BITS, prob_bits=0, numerics_id=causal.CAUSAL_NUMERICS_ID,
+        coder_id=causal.CAUSAL_CODER_ID, model_sha256=_identity(m), model_name=model_name(m),
+        pixels_crc32=ptk_format.image_crc32(mode, native), layout="tiles", block_size=tile, coder_params=params)
+    bar = tqdm(total=pixels.shape[0] * pixels.shape[1], desc="compress", unit="px", unit_scale=True,
+               disable=not progress)
+    try:
+        streams, ideal = causal.encode_image(m, pixels, header.units(), int(batch_size), bar)
+    finally:
+        bar.close()
+    data, kind, payload = _write_file(header, streams, native)
+    if return_stats:
+        return data, {"ideal_bits": float(ideal), "payload_bytes": payload, "tiles": len(streams), "layout": "tiles",
+                      "payload": kind, "sub_pixels": int(native.size), "effort": "network"}
+    return data
+
+
+def _decode_causal_file(header: PtkHeader, streams: list[bytes], model, source: str, progress: bool) -> np.ndarray:
+    """Coder id 5: the causal model named in the header, under the conditions it records."""
+    expect = (causal.CAUSAL_QUANT_ID, causal.FREQ_BITS, causal.CAUSAL_NUMERICS_ID, causal.TOKEN_ORDER)
+    got = (header.quant_id, header.freq_bits, header.numerics_id, header.token_order)
+    if got != expect:
+        raise PtkVersionError(f"{source}: unsupported causal-coder parameters (quant, freq_bits, numerics, token "
+                              f"order) = {got}; this pixeltok implements {expect}")
+    if model is None:
+        raise PtkModelMismatchError(f"{source}: coded by the causal model {header.model_name!r}; pass it as model= "
+                                    "(--model PATH on the command line)")
+    m = _resolve(model)
+    if not causal.is_causal_model(m):
+        raise PtkModelMismatchError(f"{source}: coded by the causal model {header.model_name!r}, not by a "
+                                    f"pixel-context network; pass the encoder's model")
+    sha = _identity(m)
+    if sha != header.model_sha256:
+        raise PtkModelMismatchError(
+            f"{source}: written with model {header.model_name!r} (weights sha256 {header.model_sha256[:16]}...), "
+            f"but the given model {model_name(m)!r} has sha256 {sha[:16]}...; pass the encoder's model")
+    try:
+        recorded = causal.conditions_from_bytes(header.coder_params)
+    except ValueError as e:
+        raise PtkChecksumError(f"{source}: corrupted coder parameters ({e})") from None
+    causal.check_conditions(recorded, m, source)
+    if header.tile_size > causal.max_tile(m):
+        raise PtkChecksumError(f"{source}: tile size {header.tile_size} does not fit model {header.model_name!r}")
+    bar = tqdm(total=header.height * header.width, desc="decompress", unit="px", unit_scale=True,
+               disable=not progress)
+    try:
+        return causal.decode_image(m, streams, header.units(), header.height, header.width, recorded, bar)
+    except BaseException as e:  # a corrupted stream that slipped past the file CRC (a crafted file)
+        if not _decoder_failure(e):
+            raise
+        raise PtkChecksumError(f"{source}: unit streams could not be decoded ({type(e).__name__}: {e})") from e
+    finally:
+        bar.close()
 
 
 def _rows_to_bar(bar, start: int, width: int):
@@ -306,6 +394,8 @@ def decompress(data, model=None, *, batch_size: int = 64, progress: bool = False
         pixels = np.frombuffer(streams[0], dtype=np.uint8).reshape(shape)
     elif header.coder_id == ptk_format.ADAPTIVE_CODER_ID:  # no network: a given model is not needed
         pixels = _decode_adaptive_file(header, streams, source, progress)
+    elif header.coder_id == causal.CAUSAL_CODER_ID:
+        pixels = _decode_causal_file(header, streams, model, source, progress)
     else:
         pixels = _decode_coded(header, streams, model, source, batch_size, progress)
     bad_crc = PtkChecksumError(f"{source}: decoded pixels do not match the stored CRC32 (corrupted, or the model or "

@@ -10,7 +10,8 @@ offset size                     field
 14     4                        height (u32, >= 1; ``width * height <= MAX_IMAGE_PIXELS``)
 18     2                        tile size (u16, ``1 .. MAX_TILE_SIZE``; tiles are cut on a grid, edge tiles smaller:
                                 ``cut_tiles(border="keep")``); 0 with layout "whole" (version 3)
-20     1                        token order id (1 = wavefront, coded channels interleaved; see ``coder``)
+20     1                        token order id (1 = wavefront, coded channels interleaved; see ``coder``; 2 = raster,
+                                RGB interleaved: coder id 5)
 21     1                        quantization procedure id (2 = integer tables, ``coder.mixture_freqs``; 1 = retired float64)
 22     1                        FREQ_BITS (frequencies sum to ``2**FREQ_BITS``)
 23     1                        PROB_BITS (sigmoid table resolution, values in units of ``2**-PROB_BITS``)
@@ -18,7 +19,9 @@ offset size                     field
                                 mixing of ``adaptive``, no network)
 25     1                        coder id (3 = one Uniform(32) scale offset per coded channel, then Categorical; L codes
                                 one channel. 2 = the version-1 coder: 3 offsets, L coded as R=G=B; see ``coder``.
-                                4 = ``adaptive``'s binary arithmetic coder: quant id 0, freq bits 0, prob bits 16)
+                                4 = ``adaptive``'s binary arithmetic coder: quant id 0, freq bits 0, prob bits 16.
+                                5 = ``causal``: any causal model over sub-pixels, token order 2 (raster, RGB
+                                interleaved), tiles only, L coded as R=G=B; quant id 3, numerics id 3)
 26     32                       SHA-256 of the model weights (``model.weights_sha256``); coder id 4: of the adaptive
                                 model's identity string (:data:`ADAPTIVE_SHA256`)
 58     1 + n                    model name: u8 length n, then n bytes UTF-8
@@ -33,7 +36,8 @@ offset size                     field
                                 (``1 .. 256`` but at least ``min(16, tile size)`` for tiles); versions 1-2: one per
                                 tile, i.e. the tile size
 ..     1 + n                    (version 4) coder parameters: u8 length n (0 .. 64), then n bytes (coder id 4: the
-                                encoder's per-image choice, ``adaptive.params_from_bytes``; empty for the network)
+                                encoder's per-image choice, ``adaptive.params_from_bytes``; coder id 5: the
+                                determinism conditions, ``causal.conditions_from_bytes``; empty for the network)
 coded: varint x n_tiles         per-tile stream lengths in bytes (LEB128), raster order: at least
                                 :func:`min_stream_bytes` of the tile; coder ids 2-3: multiples of 4 (id 3 pads with
                                 zero words); coder id 4: any length
@@ -81,7 +85,7 @@ MIN_BLOCK = 16  # smallest adaptation block of a version-3 file (bounds the offs
 MODES = {"RGB": 1, "L": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
 CHANNELS = {"RGB": 3, "L": 1}
-TOKEN_ORDERS = {"wavefront-rgb-interleaved": 1}
+TOKEN_ORDERS = {"wavefront-rgb-interleaved": 1, "raster-rgb-interleaved": 2}
 PAYLOADS = {"coded": 1, "stored": 2}
 PAYLOAD_NAMES = {v: k for k, v in PAYLOADS.items()}
 _FIXED = struct.Struct("<8sBBIIHBBBBBB32s")  # through the model SHA-256

@@ -98,8 +98,8 @@ def photo_path(ref: str, wallpaper_dir: str | None = None, backgrounds_dir: str 
         return max(files, key=os.path.getsize)
     if kind == "background":
         if not backgrounds_dir:
-            raise DataSourceError(f"{ref!r} needs backgrounds_dir (--backgrounds_dir): the usr/share/backgrounds folder "
-                                  "of the extracted lomiri/mate wallpaper packages")
+            raise DataSourceError(f"{ref!r} needs backgrounds_dir (--backgrounds_dir): the usr/share/backgrounds "
+                                  "folder of the extracted lomiri/mate wallpaper packages")
         root = os.path.realpath(backgrounds_dir)
         path = os.path.realpath(os.path.join(root, name))
         if not name or os.path.commonpath([root, path]) != root:
