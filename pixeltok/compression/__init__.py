@@ -20,6 +20,7 @@ file is never bigger than raw pixels + header. See ``coder`` for the network's e
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -275,14 +276,8 @@ def _decode_causal_file(header: PtkHeader, streams: list[bytes], model, source: 
         raise PtkChecksumError(f"{source}: tile size {header.tile_size} does not fit model {header.model_name!r}")
     bar = tqdm(total=header.height * header.width, desc="decompress", unit="px", unit_scale=True,
                disable=not progress)
-    try:
+    with _decoding_units(source, bar):
         return causal.decode_image(m, streams, header.units(), header.height, header.width, recorded, bar)
-    except BaseException as e:  # a corrupted stream that slipped past the file CRC (a crafted file)
-        if not _decoder_failure(e):
-            raise
-        raise PtkChecksumError(f"{source}: unit streams could not be decoded ({type(e).__name__}: {e})") from e
-    finally:
-        bar.close()
 
 
 def _rows_to_bar(bar, start: int, width: int):
@@ -452,19 +447,26 @@ def _decode_units(header: PtkHeader, streams: list[bytes], m, source: str, batch
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
     bar = tqdm(total=header.height * header.width, desc="decompress", unit="px", unit_scale=True,
                disable=not progress)
+    with _decoding_units(source, bar), torch.inference_mode():
+        for (h, w), idx in _group_units(rects, batch_size).items():
+            for chunk in idx:
+                out = wavefront.decode_units(m, [streams[i] for i in chunk], h, w, header.block,
+                                             channels=channels, bar=bar)
+                for j, i in enumerate(chunk):
+                    y, x = rects[i][:2]
+                    pixels[y:y + h, x:x + w] = out[j]
+    return pixels[..., 0] if channels == 1 else pixels
+
+
+@contextlib.contextmanager
+def _decoding_units(source: str, bar):
+    """Close ``bar`` at the end, and turn the errors of a corrupted stream that slipped past the file CRC (a
+    crafted file) into a :class:`PtkChecksumError`."""
     try:
-        with torch.inference_mode():
-            for (h, w), idx in _group_units(rects, batch_size).items():
-                for chunk in idx:
-                    out = wavefront.decode_units(m, [streams[i] for i in chunk], h, w, header.block,
-                                                 channels=channels, bar=bar)
-                    for j, i in enumerate(chunk):
-                        y, x = rects[i][:2]
-                        pixels[y:y + h, x:x + w] = out[j]
-    except BaseException as e:  # a corrupted stream that slipped past the file CRC (a crafted file)
+        yield
+    except BaseException as e:
         if not _decoder_failure(e):
             raise
         raise PtkChecksumError(f"{source}: unit streams could not be decoded ({type(e).__name__}: {e})") from e
     finally:
         bar.close()
-    return pixels[..., 0] if channels == 1 else pixels
