@@ -9,13 +9,14 @@ scikit-image's bundled photos, read through the package's data path, ``pixeltok.
 ``crops``): box-downscaled by each factor in ``data.scales``, then cut into full 32x32 crops, kept as Arrow files in
 the ``datasets`` cache (``--cache_dir``) so a second run starts at once. Photos listed under ``heldout_*`` are never
 trained on; ``eval_results.json`` reports bits per sub-pixel on tiles of them (the ideal code length -sum log2 p;
-the real coded size is measured by ``benchmarks/bench_codec.py``). ``model.type: imagegpt`` trains a transformers
-``ImageGPTForCausalImageModeling`` over the crops' sub-pixels instead, for ``compress(image, model=...)``'s generic
-path (``configs/codec_imagegpt_tiny.yaml``). Output: ``save_pretrained`` checkpoints (safetensors),
-``eval_results.json``, a filled ``README.md`` model card, ``trainer_state.json`` (``log_history``: lr and training loss every
-``train.log_every`` steps, held-out bpsp every ``eval_every``) and ``checkpoint-*/`` Accelerate states for
-``--resume_from_checkpoint``. The LR schedule is in optimizer steps, whatever the number of processes. A bad config,
-argument or path is reported as one line on stderr (exit status 2) before any process group starts.
+the real coded size is measured by ``benchmarks/bench_codec.py``). ``model.type: imagegpt`` (or ``pxby``) trains a
+transformers ``ImageGPTForCausalImageModeling`` (or a PxBy) over the crops' sub-pixels instead, for
+``compress(image, model=...)``'s generic path (``configs/codec_imagegpt_tiny.yaml``, ``codec_pxby_tiny.yaml``).
+Output: ``save_pretrained`` checkpoints (safetensors), ``eval_results.json``, a filled ``README.md`` model card,
+``trainer_state.json`` (``log_history``: lr and training loss every ``train.log_every`` steps, held-out bpsp every
+``eval_every``) and ``checkpoint-*/`` Accelerate states for ``--resume_from_checkpoint``. The LR schedule is in
+optimizer steps, whatever the number of processes. A bad config, argument or path is reported as one line on stderr
+(exit status 2) before any process group starts.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from pixeltok.compression.causal import start_token  # noqa: E402
 from pixeltok.compression.model import PixelContextCodecConfig, PixelContextCodecModel  # noqa: E402
 from pixeltok.data import DataSourceError  # noqa: E402
 from pixeltok.data.photos import load_photos, photo_path  # noqa: E402
@@ -92,9 +94,15 @@ CONFIG_KEYS = {
               "eval_every": (int, REQUIRED), "save_every": (int, REQUIRED), "log_every": (int, 10),
               "mixed_precision": (str, "no"), "num_threads": (int, 2), "hflip": (bool, False)},
 }
-# model.type imagegpt: transformers' ImageGPTForCausalImageModeling over a crop's 3 * T * T sub-pixels (256 levels +
-# start token, raster order, RGB interleaved), the model compress(image, model=...) codes with through its generic path
-IMAGEGPT_KEYS = {"n_embd": 128, "n_layer": 2, "n_head": 4}
+# model.type imagegpt / pxby: a causal model over a crop's 3 * T * T sub-pixels (raster order, RGB interleaved, after
+# a start token), which compress(image, model=...) codes with through its generic path (pixeltok.compression.causal):
+# transformers' ImageGPTForCausalImageModeling (256 levels + start token 256), or PxBy with levels 0..255 as its
+# colours (its 3x3 window embedding then sees the previous sub-pixels) and the start token 257
+CAUSAL_KEYS = {"imagegpt": {"n_embd": 128, "n_layer": 2, "n_head": 4},
+               "pxby": {"hidden_size": 81, "backbone": "lstm", "num_hidden_layers": 2, "state_size": 32,
+                        "intermediate_size": 128, "num_attention_heads": 3}}
+PXBY_LAYOUT = dict(vocab_size=261, first_color_id=0, num_colors=256, pad_token_id=256, bos_token_id=257,
+                   eos_token_id=258, row_token_id=259, segment_token_id=260)
 MAY_BE_ZERO = {"seed", "warmup_steps", "max_steps"}  # the other ints must be >= 1, the floats >= 0
 PROG = "train_codec.py"
 
@@ -125,17 +133,17 @@ def load_config(path: str) -> dict:
             raise ConfigError(f"{path}: section {section!r} must be a mapping, got {type(cfg[section]).__name__}")
     cfg.setdefault("model", {})
     kind = cfg["model"].get("type", "context")
-    if kind not in ("context", "imagegpt"):
-        raise ConfigError(f"{path}: model.type must be 'context' (the pixel-context network) or 'imagegpt', "
-                          f"got {kind!r}")
-    if kind == "imagegpt":
-        model_keys = IMAGEGPT_KEYS
+    if kind not in ("context", *CAUSAL_KEYS):
+        raise ConfigError(f"{path}: model.type must be 'context' (the pixel-context network), 'imagegpt' or "
+                          f"'pxby', got {kind!r}")
+    if kind in CAUSAL_KEYS:
+        model_keys = CAUSAL_KEYS[kind]
     for k, v in cfg["model"].items():
         if k == "type":
             continue
         if k not in model_keys:
             raise ConfigError(f"{path}: unknown key model.{k} (known: {sorted(model_keys)})")
-        check_type(f"model.{k}", v, type(model_keys[k]), low=1 if kind == "imagegpt" else None)
+        check_type(f"model.{k}", v, type(model_keys[k]), low=1 if kind in CAUSAL_KEYS and isinstance(v, int) else None)
     for section, keys in CONFIG_KEYS.items():
         given = cfg.setdefault(section, {})
         for k in given:
@@ -222,23 +230,29 @@ def write_card(out_dir: str, info: dict) -> None:
 
 # ---- training -------------------------------------------------------------------------------------------------------
 def build_model(mc: dict, tile_size: int):
-    """The configured model: the pixel-context network, or an ImageGPT over a crop's sub-pixels."""
-    if mc.get("type", "context") == "context":
-        return PixelContextCodecModel(PixelContextCodecConfig(**{k: v for k, v in mc.items() if k != "type"}))
+    """The configured model: the pixel-context network, or a causal model (ImageGPT, PxBy) over a crop's sub-pixels."""
+    kind = mc.get("type", "context")
+    kw = {k: v for k, v in mc.items() if k != "type"}
+    if kind == "context":
+        return PixelContextCodecModel(PixelContextCodecConfig(**kw))
+    n = 3 * tile_size * tile_size + 1
+    if kind == "pxby":
+        from pixeltok.models.pxby import PxByConfig, PxByForCausalLM
+
+        return PxByForCausalLM(PxByConfig(**{**CAUSAL_KEYS["pxby"], **kw}, **PXBY_LAYOUT, max_position_embeddings=n))
     from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
 
-    kw = {**IMAGEGPT_KEYS, **{k: v for k, v in mc.items() if k != "type"}}
-    cfg = ImageGPTConfig(vocab_size=257, n_positions=3 * tile_size * tile_size + 1, **kw)
-    return ImageGPTForCausalImageModeling(cfg)
+    return ImageGPTForCausalImageModeling(ImageGPTConfig(vocab_size=257, n_positions=n, **{**CAUSAL_KEYS[kind], **kw}))
 
 
 def tile_bits(model, tiles: torch.Tensor) -> torch.Tensor:
     """``(B, T, T, 3)`` uint8 crops -> ``(B,)`` bits per sub-pixel under ``model`` (either kind; DDP-wrapped too)."""
-    if isinstance(getattr(model, "module", model), PixelContextCodecModel):
+    bare = getattr(model, "module", model)
+    if isinstance(bare, PixelContextCodecModel):
         return model(tiles.long(), reduction="none").loss
     ids = tiles.reshape(tiles.shape[0], -1).long()
-    sos = torch.full((ids.shape[0], 1), 256, dtype=torch.long, device=ids.device)  # ImageGPT's start: vocab_size - 1
-    logits = model(input_ids=torch.cat([sos, ids[:, :-1]], 1)).logits.float()  # (B, L, 256)
+    sos = torch.full((ids.shape[0], 1), start_token(bare), dtype=torch.long, device=ids.device)
+    logits = model(input_ids=torch.cat([sos, ids[:, :-1]], 1)).logits[..., :256].float()  # (B, L, 256)
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids, reduction="none")
     return nll.mean(1) / math.log(2.0)
 
@@ -308,8 +322,11 @@ def train(args, cfg):
     accelerator.print(f"train tiles {len(train):,} from {len(photo_refs(dc)[0])} photos; eval tiles {len(held)}")
 
     if args.init_from:
-        if cfg["model"].get("type", "context") == "imagegpt":
+        kind = cfg["model"].get("type", "context")
+        if kind == "imagegpt":
             from transformers import ImageGPTForCausalImageModeling as cls
+        elif kind == "pxby":
+            from pixeltok.models.pxby import PxByForCausalLM as cls
         else:
             cls = PixelContextCodecModel
         model = cls.from_pretrained(args.init_from)
@@ -421,7 +438,7 @@ def train(args, cfg):
                         "predicts each 8-bit sub-pixel of a 32x32 tile as a mixture of "
                         f"{getattr(unwrapped.config, 'num_mixtures', 0)} discretized logistics"
                         if isinstance(unwrapped, PixelContextCodecModel) else
-                        f"`ImageGPTForCausalImageModeling` ({n_params:,} parameters) predicting the "
+                        f"`{type(unwrapped).__name__}` ({n_params:,} parameters) predicting the "
                         f"{3 * dc['tile_size'] ** 2} sub-pixels of a {dc['tile_size']}x{dc['tile_size']} crop one by "
                         "one (256 levels + start token, raster order, RGB interleaved; `compress(image, model=...)`'s "
                         "generic path)"),

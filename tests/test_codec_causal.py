@@ -27,6 +27,14 @@ def imagegpt_dir(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def pxby_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("codec_pxby") / "run"
+    accelerate_launch("train_codec.py", "--config", str(CONFIG.parent / "codec_pxby_tiny.yaml"), "--output_dir",
+                      str(out), timeout=300)
+    return out
+
+
 def crop(h=16, w=21):
     return np.ascontiguousarray(skimage.data.chelsea()[100:100 + 2 * h:2, 200:200 + 2 * w:2])
 
@@ -65,6 +73,16 @@ def test_the_recipe_trains_an_imagegpt_that_codes_photos_exactly(imagegpt_dir):
     gray = np.ascontiguousarray(img[..., 1])
     back = decompress(compress(gray, model=str(imagegpt_dir)), model=str(imagegpt_dir))
     assert back.mode == "L" and np.array_equal(np.asarray(back), gray)
+
+
+def test_the_recipe_trains_a_pxby_that_codes_photos_exactly(pxby_dir):
+    """PxBy (the package's PixelBytes model, transformer backbone), the 256 levels as its colours: same path."""
+    assert "PxByForCausalLM" in (pxby_dir / "README.md").read_text()
+    img = crop(9, 11)
+    data, stats = compress(img, model=str(pxby_dir), return_stats=True)
+    assert read_header(data).model_name == pxby_dir.name and stats["payload"] == "coded"
+    assert stats["payload_bytes"] * 8 < 0.85 * img.size * 8
+    assert np.array_equal(np.asarray(decompress(data, model=str(pxby_dir))), img)
 
 
 def _with_params(data: bytes, params: bytes) -> bytes:

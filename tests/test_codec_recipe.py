@@ -167,7 +167,7 @@ BAD_CODEC = [  # (config edit or None, extra arguments, what the one line must s
     (None, ["--max_steps", "-1"], "--max_steps must be an int >= 0, got -1"),
     (None, ["--bogus"], "unrecognized arguments: --bogus"),
     (("data", "heldout_skimage", ["chelsea", "astronaut"]), [], "data: 'skimage:astronaut' is both a training and"),
-    (("model", "type", "vq"), [], "model.type must be 'context' (the pixel-context network) or 'imagegpt'"),
+    (("model", "type", "vq"), [], "model.type must be 'context' (the pixel-context network), 'imagegpt' or 'pxby', got 'vq'"),
     (("data", "train_backgrounds", ["../x.jpg"]), ["--backgrounds_dir", "{tmp}"],
      "data.train_backgrounds: 'background:../x.jpg': the path leaves backgrounds_dir"),
 ]
