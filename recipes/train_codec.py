@@ -143,7 +143,7 @@ def load_config(path: str) -> dict:
             continue
         if k not in model_keys:
             raise ConfigError(f"{path}: unknown key model.{k} (known: {sorted(model_keys)})")
-        check_type(f"model.{k}", v, type(model_keys[k]), low=1 if kind in CAUSAL_KEYS and isinstance(v, int) else None)
+        check_type(f"model.{k}", v, type(model_keys[k]), low=1 if kind in CAUSAL_KEYS else None)
     for section, keys in CONFIG_KEYS.items():
         given = cfg.setdefault(section, {})
         for k in given:
@@ -229,20 +229,28 @@ def write_card(out_dir: str, info: dict) -> None:
 
 
 # ---- training -------------------------------------------------------------------------------------------------------
+def model_class(kind: str):
+    """The model class of ``model.type``."""
+    if kind == "imagegpt":
+        from transformers import ImageGPTForCausalImageModeling
+
+        return ImageGPTForCausalImageModeling
+    if kind == "pxby":
+        from pixeltok.models.pxby import PxByForCausalLM
+
+        return PxByForCausalLM
+    return PixelContextCodecModel
+
+
 def build_model(mc: dict, tile_size: int):
     """The configured model: the pixel-context network, or a causal model (ImageGPT, PxBy) over a crop's sub-pixels."""
     kind = mc.get("type", "context")
-    kw = {k: v for k, v in mc.items() if k != "type"}
-    if kind == "context":
-        return PixelContextCodecModel(PixelContextCodecConfig(**kw))
-    n = 3 * tile_size * tile_size + 1
-    if kind == "pxby":
-        from pixeltok.models.pxby import PxByConfig, PxByForCausalLM
-
-        return PxByForCausalLM(PxByConfig(**{**CAUSAL_KEYS["pxby"], **kw}, **PXBY_LAYOUT, max_position_embeddings=n))
-    from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
-
-    return ImageGPTForCausalImageModeling(ImageGPTConfig(vocab_size=257, n_positions=n, **{**CAUSAL_KEYS[kind], **kw}))
+    n = 3 * tile_size * tile_size + 1  # a crop's sub-pixels + the start token
+    fixed = {"context": {}, "imagegpt": {"vocab_size": 257, "n_positions": n},
+             "pxby": {**PXBY_LAYOUT, "max_position_embeddings": n}}[kind]
+    kw = {**CAUSAL_KEYS.get(kind, {}), **{k: v for k, v in mc.items() if k != "type"}, **fixed}
+    cls = model_class(kind)
+    return cls(cls.config_class(**kw))
 
 
 def tile_bits(model, tiles: torch.Tensor) -> torch.Tensor:
@@ -322,14 +330,7 @@ def train(args, cfg):
     accelerator.print(f"train tiles {len(train):,} from {len(photo_refs(dc)[0])} photos; eval tiles {len(held)}")
 
     if args.init_from:
-        kind = cfg["model"].get("type", "context")
-        if kind == "imagegpt":
-            from transformers import ImageGPTForCausalImageModeling as cls
-        elif kind == "pxby":
-            from pixeltok.models.pxby import PxByForCausalLM as cls
-        else:
-            cls = PixelContextCodecModel
-        model = cls.from_pretrained(args.init_from)
+        model = model_class(cfg["model"].get("type", "context")).from_pretrained(args.init_from)
         # what was really trained, for the record
         cfg["model"] = {k: (v if k == "type" else getattr(model.config, k)) for k, v in cfg["model"].items()}
         accelerator.print(f"initialised from {args.init_from}")
@@ -436,7 +437,7 @@ def train(args, cfg):
             name=os.path.basename(os.path.normpath(args.output_dir)), n_params=n_params,
             model_line=(f"Causal-neighbourhood pixel model (`PixelContextCodecModel`, {n_params:,} parameters) that "
                         "predicts each 8-bit sub-pixel of a 32x32 tile as a mixture of "
-                        f"{getattr(unwrapped.config, 'num_mixtures', 0)} discretized logistics"
+                        f"{unwrapped.config.num_mixtures} discretized logistics"
                         if isinstance(unwrapped, PixelContextCodecModel) else
                         f"`{type(unwrapped).__name__}` ({n_params:,} parameters) predicting the "
                         f"{3 * dc['tile_size'] ** 2} sub-pixels of a {dc['tile_size']}x{dc['tile_size']} crop one by "

@@ -262,11 +262,7 @@ def _decode_causal_file(header: PtkHeader, streams: list[bytes], model, source: 
     if not causal.is_causal_model(m):
         raise PtkModelMismatchError(f"{source}: coded by the causal model {header.model_name!r}, not by a "
                                     f"pixel-context network; pass the encoder's model")
-    sha = _identity(m)
-    if sha != header.model_sha256:
-        raise PtkModelMismatchError(
-            f"{source}: written with model {header.model_name!r} (weights sha256 {header.model_sha256[:16]}...), "
-            f"but the given model {model_name(m)!r} has sha256 {sha[:16]}...; pass the encoder's model")
+    _check_weights(m, header, source)
     try:
         recorded = causal.conditions_from_bytes(header.coder_params)
     except ValueError as e:
@@ -278,6 +274,15 @@ def _decode_causal_file(header: PtkHeader, streams: list[bytes], model, source: 
                disable=not progress)
     with _decoding_units(source, bar):
         return causal.decode_image(m, streams, header.units(), header.height, header.width, recorded, bar)
+
+
+def _check_weights(m, header: PtkHeader, source: str) -> None:
+    """Refuse a model whose weights are not the encoder's (the header's SHA-256)."""
+    sha = _identity(m)
+    if sha != header.model_sha256:
+        raise PtkModelMismatchError(
+            f"{source}: written with model {header.model_name!r} (weights sha256 {header.model_sha256[:16]}...), "
+            f"but the given model {model_name(m)!r} has sha256 {sha[:16]}...; pass the encoder's model")
 
 
 def _rows_to_bar(bar, start: int, width: int):
@@ -417,11 +422,7 @@ def _decode_coded(header: PtkHeader, streams: list[bytes], model, source: str, b
                               f"= {got + (header.coder_id,)}; this pixeltok implements {expect} with coder ids "
                               f"{coder.DECODER_IDS}")
     m = _resolve(model)
-    sha = _identity(m)
-    if sha != header.model_sha256:
-        raise PtkModelMismatchError(
-            f"{source}: written with model {header.model_name!r} (weights sha256 {header.model_sha256[:16]}...), "
-            f"but the given model {model_name(m)!r} has sha256 {sha[:16]}...; pass the encoder's model")
+    _check_weights(m, header, source)
     channels = coder.coded_channels(header.mode, header.coder_id)
     if header.version >= 3:
         return _decode_units(header, streams, m, source, batch_size, progress, channels)

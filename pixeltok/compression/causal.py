@@ -189,7 +189,7 @@ def _steps(model, n_tokens: int, b: int, feed):
     with torch.inference_mode():
         for k in range(n_tokens):
             out = model(input_ids=tok, use_cache=True, **{key: past})
-            past = getattr(out, key, None) if key in out else out.past_key_values
+            past = out.get(key)
             freqs = logits_to_freqs(out.logits[:, -1, :256].float().numpy())
             tok = torch.from_numpy(np.asarray(feed(k, freqs), dtype=np.int64)).view(b, 1)
 
