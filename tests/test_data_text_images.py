@@ -211,6 +211,19 @@ def test_random_strings_only_in_training_rows_and_other_rows_unchanged():
         load_text_images(**kw, random_max_length=0)
 
 
+def test_train_hard_fraction_changes_only_the_training_rows():
+    kw = dict(n_train=80, n_val=20, n_test=20, words=WORDS, streaming=True)
+    plain = {k: [(r["text"], r["tier"], r["font_size"]) for r in d] for k, d in load_text_images(**kw).items()}
+    more = {k: [(r["text"], r["tier"], r["font_size"]) for r in d]
+            for k, d in load_text_images(**kw, train_hard_fraction=0.9).items()}
+    hard = lambda rows: sum(t == "hard" for _, t, _ in rows)
+    assert hard(more["train"]) > hard(plain["train"]) and hard(more["train"]) >= 60
+    for split in ("validation", "test"):  # the held-out splits stay exactly as they were
+        assert more[split] == plain[split]
+    with pytest.raises(ValueError, match="train_hard_fraction"):
+        load_text_images(**kw, train_hard_fraction=2)
+
+
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(tier="medium"), ValueError, "tier must be one of"),
     (dict(n_train=-1), ValueError, "n_train must be a non-negative int"),

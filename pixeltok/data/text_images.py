@@ -543,6 +543,7 @@ class TextImagesConfig(datasets.BuilderConfig):
     n_test: int = 1_000
     tier: str = "mixed"
     hard_fraction: float = 0.5
+    train_hard_fraction: float | None = None
     random_fraction: float = 0.0
     random_max_length: int = 8
     number_fraction: float | None = None
@@ -575,7 +576,8 @@ def check_options(c) -> None:
         raise ValueError("n_train, n_val and n_test are all 0: nothing to build")
     if c.tier not in TIERS:
         raise ValueError(f"tier must be one of {TIERS}, got {c.tier!r}")
-    for k in ("hard_fraction", "random_fraction", "number_fraction", "title_fraction", "upper_fraction"):
+    for k in ("hard_fraction", "train_hard_fraction", "random_fraction", "number_fraction", "title_fraction",
+              "upper_fraction"):
         v = getattr(c, k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
             raise ValueError(f"{k} must be a fraction in [0, 1], got {v!r}")
@@ -750,7 +752,8 @@ class TextImages(datasets.GeneratorBasedBuilder):
 def make_row(index: int, split_code: int, pools: _Pools, c, number_fraction: float, title: float, upper: float) -> dict:
     """Row ``index`` of split ``split_code``: its parameters and image, from its own random stream."""
     rng = np.random.default_rng([c.seed, split_code, index])
-    p = sample_row(rng, pools, tier=c.tier, hard_fraction=c.hard_fraction, number_fraction=number_fraction,
+    hard = c.train_hard_fraction if split_code == 0 and c.train_hard_fraction is not None else c.hard_fraction
+    p = sample_row(rng, pools, tier=c.tier, hard_fraction=hard, number_fraction=number_fraction,
                    title_fraction=title, upper_fraction=upper, height=c.height, width=c.width, max_width=c.max_width,
                    random_fraction=c.random_fraction if split_code == 0 else 0.0,  # held-out rows: real text
                    random_max_length=c.random_max_length)
@@ -811,7 +814,8 @@ def load_text_images(*, n_train: int = 10_000, n_val: int = 1_000, n_test: int =
             shards for 1, 2, 3, 4, 6, 8, 12, 16, 24 or 48 ranks; other counts still work, by skipping).
         cache_dir, num_proc, download_mode: as for :func:`pixeltok.data.load_pokemon`.
         download_dir: where fetched Debian packages are kept (default ``<pixeltok cache>/debian``).
-        **options: ``hard_fraction=0.5``, ``random_fraction=0`` (training rows only: that share of random 1-8
+        **options: ``hard_fraction=0.5``, ``train_hard_fraction`` (None: ``hard_fraction``; training rows only, so
+            a reader can see more hard rows while its held-out splits stay the same), ``random_fraction=0`` (training rows only: that share of random 1-8
             character strings of letters and digits, which a reader cannot guess from spelling; ``random_max_length``
             sets the 8, e.g. 3 for the first stage of a curriculum),
             ``number_fraction`` (0.1 for the built-in word lists: numbers 0-99999),
