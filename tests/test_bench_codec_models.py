@@ -45,7 +45,8 @@ def test_every_variant_trains_and_scores(tmp_path):
 
 
 def test_pxby_variant_alone_learns(tmp_path):
-    """``--variants pxby-interleaved`` runs just that variant; 12 s of training beat 8 bpsp (3 s: too few steps under load)."""
+    """``--variants pxby-interleaved`` runs just that variant; 12 s of training beat the uniform 8 bpsp (3 s gave
+    too few steps on a loaded CPU)."""
     out = tmp_path / "res.json"
     sets = [f"pxby.{k}={v}" for k, v in TINY_PXBY.items()] + ["pxby.learning_rate=0.01", *TINY_DATA]
     res = bench.main(["--variants", "pxby-interleaved", "--minutes", "0.2", "--threads", "1", "--eval_tiles", "8",

@@ -815,9 +815,9 @@ def load_text_images(*, n_train: int = 10_000, n_val: int = 1_000, n_test: int =
         cache_dir, num_proc, download_mode: as for :func:`pixeltok.data.load_pokemon`.
         download_dir: where fetched Debian packages are kept (default ``<pixeltok cache>/debian``).
         **options: ``hard_fraction=0.5``, ``train_hard_fraction`` (None: ``hard_fraction``; training rows only, so
-            a reader can see more hard rows while its held-out splits stay the same), ``random_fraction=0`` (training rows only: that share of random 1-8
-            character strings of letters and digits, which a reader cannot guess from spelling; ``random_max_length``
-            sets the 8, e.g. 3 for the first stage of a curriculum),
+            a reader can see more hard rows while its held-out splits stay the same), ``random_fraction=0``
+            (training rows only: that share of random 1-8 character strings of letters and digits, which a reader
+            cannot guess from spelling; ``random_max_length`` sets the 8, e.g. 3 for the first stage of a curriculum),
             ``number_fraction`` (0.1 for the built-in word lists: numbers 0-99999),
             ``title_fraction`` (0.15), ``upper_fraction`` (0.1), ``test_fonts=0.2`` (share or count held out for
             test, or a list of font names), ``font_split="font"|"family"``, ``val_words=0.1``, ``test_words=0.1``
